@@ -123,4 +123,3 @@ func parseHashName(s string) (crypto.Hash, error) {
 
 // ParseHashName parses sha256, sha384 or sha512.
 func ParseHashName(s string) (crypto.Hash, error) { return parseHashName(s) }
-
