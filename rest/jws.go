@@ -1,0 +1,343 @@
+package rest
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jws"
+	"github.com/lestrrat-go/jwx/v3/jws/jwsbb"
+
+	"github.com/passerelle/passerelle/pki"
+)
+
+// JWS "typ" values. TypBatch is reserved for batch signatures (one JWS over
+// the Merkle root of concurrent messages, each message carrying its
+// inclusion path); this version refuses it.
+const (
+	TypRequest  = "passerelle-request+jws"
+	TypResponse = "passerelle-response+jws"
+	TypBatch    = "passerelle-batch+jws"
+)
+
+// Limits on what a verifier accepts.
+const (
+	MaxJWSSize  = 256 << 10 // a compact JWS, bytes
+	MaxChainLen = 8         // certificates in x5c
+)
+
+var (
+	// ErrMalformed reports a JWS (or payload, or error body) that does not
+	// parse, or uses something this version does not support.
+	ErrMalformed = errors.New("rest: malformed signature")
+	// ErrBadSignature reports a JWS whose signature does not verify with its
+	// x5c leaf key, or whose algorithm does not fit that key.
+	ErrBadSignature = errors.New("rest: bad signature")
+	// ErrMismatch reports a signed field that differs from what the receiver
+	// recomputed from the wire; errors.As gives the *MismatchError naming it.
+	ErrMismatch = errors.New("rest: signed message differs from the received one")
+)
+
+// MismatchError names the first signed field that differs from the wire:
+// "id", "client", "service", "method", "path", "query", "headers[NAME]",
+// "bodyLength", "bodySha256", "signedAt", and for responses "status" and
+// "request". It matches ErrMismatch.
+type MismatchError struct{ Field string }
+
+func (e *MismatchError) Error() string {
+	return "rest: signed field " + e.Field + " differs from the received message"
+}
+
+// Is makes errors.Is(err, ErrMismatch) true.
+func (e *MismatchError) Is(target error) bool { return target == ErrMismatch }
+
+func mismatch(field string) error { return &MismatchError{Field: field} }
+
+// protectedHeader is the JWS protected header Passerelle writes: "alg",
+// "typ", "x5c" (RFC 7515 §4.1.6: the signer's chain, leaf first, standard
+// base64 DER) and "ocsp" (the signer's OCSP response, standard base64 DER,
+// a private header parameter; omitted when there is none).
+type protectedHeader struct {
+	Alg  string   `json:"alg"`
+	Typ  string   `json:"typ"`
+	X5c  []string `json:"x5c"`
+	OCSP string   `json:"ocsp,omitempty"`
+}
+
+// verifyHeader also catches the parameters we refuse.
+type verifyHeader struct {
+	protectedHeader
+	Crit json.RawMessage `json:"crit"`
+	B64  json.RawMessage `json:"b64"`
+}
+
+// Signer signs requests and responses with one key and its certificate chain.
+// It is safe for concurrent use if its crypto.Signer is.
+type Signer struct {
+	key   crypto.Signer
+	alg   jwa.SignatureAlgorithm
+	x5c   []string
+	chain []*x509.Certificate
+}
+
+// NewSigner checks that chain[0] certifies key and picks the algorithm:
+// ES256/ES384/ES512 for ECDSA P-256/P-384/P-521 keys, PS256 for RSA keys.
+func NewSigner(key crypto.Signer, chain []*x509.Certificate) (*Signer, error) {
+	if key == nil || len(chain) == 0 || chain[0] == nil {
+		return nil, errors.New("rest: a signer needs a key and a certificate chain")
+	}
+	if len(chain) > MaxChainLen {
+		return nil, fmt.Errorf("rest: chain of %d certificates, at most %d", len(chain), MaxChainLen)
+	}
+	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(chain[0].PublicKey) {
+		return nil, errors.New("rest: the chain's leaf certificate does not certify the signing key")
+	}
+	alg, err := algorithmFor(key.Public(), "")
+	if err != nil {
+		return nil, err
+	}
+	s := &Signer{key: key, alg: alg, chain: chain, x5c: make([]string, len(chain))}
+	for i, c := range chain {
+		s.x5c[i] = base64.StdEncoding.EncodeToString(c.Raw)
+	}
+	return s, nil
+}
+
+// Algorithm returns the JWS "alg" s signs with.
+func (s *Signer) Algorithm() string { return s.alg.String() }
+
+// algorithmFor returns the algorithm for pub; with a non-empty want (from a
+// JWS header) it checks that want fits pub instead: RS256 and PS256 both fit
+// RSA keys.
+func algorithmFor(pub crypto.PublicKey, want string) (jwa.SignatureAlgorithm, error) {
+	if err := pki.CheckPublicKey(pub); err != nil {
+		return jwa.SignatureAlgorithm{}, fmt.Errorf("%w: %v", ErrBadSignature, err)
+	}
+	var alg jwa.SignatureAlgorithm
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256():
+			alg = jwa.ES256()
+		case elliptic.P384():
+			alg = jwa.ES384()
+		case elliptic.P521():
+			alg = jwa.ES512()
+		}
+	case *rsa.PublicKey:
+		alg = jwa.PS256()
+		if want == jwa.RS256().String() {
+			alg = jwa.RS256()
+		}
+	}
+	if alg.String() == "" {
+		return alg, fmt.Errorf("%w: unsupported key type %T", ErrBadSignature, pub)
+	}
+	if want != "" && want != alg.String() {
+		return alg, fmt.Errorf("%w: algorithm %q does not fit the x5c leaf key", ErrBadSignature, want)
+	}
+	return alg, nil
+}
+
+// SignRequest signs d as a compact JWS, setting d.SignedAt to now (UTC) when
+// it is zero. ocspDER is the signer's current OCSP response (may be nil).
+func (s *Signer) SignRequest(ctx context.Context, d *RequestDescriptor, ocspDER []byte) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	if d.SignedAt.IsZero() {
+		d.SignedAt = time.Now().UTC()
+	}
+	payload, err := d.marshal()
+	if err != nil {
+		return "", fmt.Errorf("rest: encoding request payload: %w", err)
+	}
+	return s.sign(TypRequest, payload, ocspDER)
+}
+
+// SignResponse signs d as a compact JWS, setting d.SignedAt to now (UTC)
+// when it is zero.
+func (s *Signer) SignResponse(ctx context.Context, d *ResponseDescriptor, ocspDER []byte) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	if d.SignedAt.IsZero() {
+		d.SignedAt = time.Now().UTC()
+	}
+	payload, err := d.marshal()
+	if err != nil {
+		return "", fmt.Errorf("rest: encoding response payload: %w", err)
+	}
+	return s.sign(TypResponse, payload, ocspDER)
+}
+
+func (s *Signer) sign(typ string, payload, ocspDER []byte) (string, error) {
+	h := protectedHeader{Alg: s.alg.String(), Typ: typ, X5c: s.x5c}
+	if len(ocspDER) > 0 {
+		h.OCSP = base64.StdEncoding.EncodeToString(ocspDER)
+	}
+	hj, err := json.Marshal(h)
+	if err != nil {
+		return "", fmt.Errorf("rest: encoding JWS header: %w", err)
+	}
+	hl, pl := b64url.EncodedLen(len(hj)), b64url.EncodedLen(len(payload))
+	buf := make([]byte, hl+1+pl, hl+1+pl+1+b64url.EncodedLen(512))
+	b64url.Encode(buf, hj)
+	buf[hl] = '.'
+	b64url.Encode(buf[hl+1:], payload)
+	sig, err := jwsbb.Sign(s.key, s.alg.String(), buf, rand.Reader)
+	if err != nil {
+		return "", fmt.Errorf("rest: signing: %w", err)
+	}
+	buf = append(buf, '.')
+	buf = b64url.AppendEncode(buf, sig)
+	return string(buf), nil
+}
+
+// SignRequest signs d with signer, whose certificate chain (leaf first) goes
+// into x5c, and ocspDER (may be nil) into "ocsp". A server signing many
+// messages keeps a *Signer instead.
+func SignRequest(ctx context.Context, d *RequestDescriptor, signer crypto.Signer, chain []*x509.Certificate, ocspDER []byte) (string, error) {
+	s, err := NewSigner(signer, chain)
+	if err != nil {
+		return "", err
+	}
+	return s.SignRequest(ctx, d, ocspDER)
+}
+
+// SignResponse is SignRequest for responses.
+func SignResponse(ctx context.Context, d *ResponseDescriptor, signer crypto.Signer, chain []*x509.Certificate, ocspDER []byte) (string, error) {
+	s, err := NewSigner(signer, chain)
+	if err != nil {
+		return "", err
+	}
+	return s.SignResponse(ctx, d, ocspDER)
+}
+
+// Signed is what a verified JWS tells the receiver. The chain and the OCSP
+// response are NOT validated here: the caller checks them (path to a trusted
+// root, usage, member binding, OCSP status and freshness) with pki/verify.
+type Signed struct {
+	Algorithm string
+	Typ       string
+	Chain     []*x509.Certificate // as sent in x5c, leaf first
+	OCSP      []byte              // the signer's OCSP response (DER), nil if none
+	SignedAt  time.Time
+	ID        string
+	Digest    [sha256.Size]byte // JWSDigest of the compact JWS
+	// Exactly one of these is set, per Typ.
+	Request  *RequestDescriptor
+	Response *ResponseDescriptor
+}
+
+// VerifyRequest verifies a request JWS with its x5c leaf key, then compares
+// every signed field with got, recomputed by the receiver from the wire (a
+// zero got.SignedAt is not compared; Signed.SignedAt gives the signed time
+// for the replay check). Errors wrap ErrMalformed, ErrBadSignature or
+// ErrMismatch (a *MismatchError naming the field).
+func VerifyRequest(compact string, got *RequestDescriptor) (*Signed, error) {
+	s, payload, err := verifyCompact(compact, TypRequest)
+	if err != nil {
+		return nil, err
+	}
+	d, err := unmarshalRequest(payload)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.compare(got); err != nil {
+		return nil, err
+	}
+	s.Request, s.SignedAt, s.ID = d, d.SignedAt, d.ID
+	return s, nil
+}
+
+// VerifyResponse is VerifyRequest for responses; got.Request must be the
+// JWSDigest of the request JWS the consumer sent (DescribeResponse sets it).
+func VerifyResponse(compact string, got *ResponseDescriptor) (*Signed, error) {
+	s, payload, err := verifyCompact(compact, TypResponse)
+	if err != nil {
+		return nil, err
+	}
+	d, err := unmarshalResponse(payload)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.compare(got); err != nil {
+		return nil, err
+	}
+	s.Response, s.SignedAt, s.ID = d, d.SignedAt, d.ID
+	return s, nil
+}
+
+// verifyCompact checks the JWS structure, header and signature and returns
+// the decoded payload.
+func verifyCompact(compact, wantTyp string) (*Signed, []byte, error) {
+	if len(compact) > MaxJWSSize {
+		return nil, nil, fmt.Errorf("%w: JWS of %d bytes, at most %d", ErrMalformed, len(compact), MaxJWSSize)
+	}
+	hdrB64, rest, ok := strings.Cut(compact, ".")
+	if !ok || strings.Count(rest, ".") != 1 {
+		return nil, nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
+	}
+	hj, err := b64url.Strict().DecodeString(hdrB64)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: header encoding: %v", ErrMalformed, err)
+	}
+	var h verifyHeader
+	dec := json.NewDecoder(bytes.NewReader(hj))
+	if err := dec.Decode(&h); err != nil || dec.More() {
+		return nil, nil, fmt.Errorf("%w: header is not a JSON object", ErrMalformed)
+	}
+	switch {
+	case h.Crit != nil:
+		return nil, nil, fmt.Errorf("%w: \"crit\" is not supported", ErrMalformed)
+	case h.B64 != nil:
+		return nil, nil, fmt.Errorf("%w: \"b64\" is not supported", ErrMalformed)
+	case h.Alg == "":
+		return nil, nil, fmt.Errorf("%w: no \"alg\"", ErrMalformed)
+	case h.Typ == TypBatch:
+		return nil, nil, fmt.Errorf("%w: batch signatures are not supported by protocol version %d", ErrMalformed, ProtocolVersion)
+	case h.Typ != wantTyp:
+		return nil, nil, fmt.Errorf("%w: typ %q, want %q", ErrMalformed, h.Typ, wantTyp)
+	case len(h.X5c) == 0 || len(h.X5c) > MaxChainLen:
+		return nil, nil, fmt.Errorf("%w: x5c must hold 1 to %d certificates", ErrMalformed, MaxChainLen)
+	}
+	s := &Signed{Algorithm: h.Alg, Typ: h.Typ, Chain: make([]*x509.Certificate, len(h.X5c)), Digest: JWSDigest(compact)}
+	for i, c := range h.X5c {
+		der, err := base64.StdEncoding.Strict().DecodeString(c)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: x5c[%d] encoding: %v", ErrMalformed, i, err)
+		}
+		if s.Chain[i], err = x509.ParseCertificate(der); err != nil {
+			return nil, nil, fmt.Errorf("%w: x5c[%d]: %v", ErrMalformed, i, err)
+		}
+	}
+	if h.OCSP != "" {
+		if s.OCSP, err = base64.StdEncoding.Strict().DecodeString(h.OCSP); err != nil {
+			return nil, nil, fmt.Errorf("%w: ocsp encoding: %v", ErrMalformed, err)
+		}
+	}
+	alg, err := algorithmFor(s.Chain[0].PublicKey, h.Alg)
+	if err != nil {
+		return nil, nil, err
+	}
+	payload, err := jws.VerifyCompactFast(s.Chain[0].PublicKey, []byte(compact), alg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
+	}
+	return s, payload, nil
+}
