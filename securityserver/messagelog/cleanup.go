@@ -1,0 +1,161 @@
+package messagelog
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io/fs"
+	"os"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// cleanupChunk bounds the records examined per write transaction, so that
+// Cleanup never holds the writer long against the appends on the hot path.
+const cleanupChunk = 256
+
+// CleanupStats counts what a Cleanup did.
+type CleanupStats struct {
+	Deleted int // records removed
+	Kept    int // records past retention kept: not yet timestamped and registered (or unreadable)
+	Files   int // blob files removed
+}
+
+// Cleanup deletes the records with a time before olderThan, with their
+// blob files and attachments, but never a record that is not yet both
+// timestamped and registered: those are counted in Kept and stay until a
+// later Cleanup finds them complete.
+func (l *Log) Cleanup(ctx context.Context, olderThan time.Time) (CleanupStats, error) {
+	var st CleanupStats
+	cutoff := timeKey(olderThan.UTC())
+	var from []byte
+	for {
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		var files []string
+		var done bool
+		var deleted, kept int
+		var c counters
+		l.mu.RLock()
+		if l.closed {
+			l.mu.RUnlock()
+			return st, ErrClosed
+		}
+		err := l.db.Update(func(tx *bolt.Tx) error {
+			files, done, deleted, kept = nil, false, 0, 0
+			meta := tx.Bucket(bMeta)
+			c = readCounters(meta)
+			pending := tx.Bucket(bPending)
+			cur := tx.Bucket(bTime).Cursor()
+			var k []byte
+			if from == nil {
+				k, _ = cur.First()
+			} else {
+				k, _ = cur.Seek(from)
+			}
+			var victims []*Record
+			for n := 0; ; n++ {
+				if k == nil || len(k) < 8 || bytes.Compare(k[:8], cutoff) >= 0 {
+					done = true
+					break
+				}
+				if n == cleanupChunk {
+					from = bytes.Clone(k)
+					break
+				}
+				id := k[8:]
+				if pending.Get(id) != nil {
+					kept++
+				} else if r, err := load(tx, bytesToID(id)); err != nil {
+					l.log.Error("message log: cleanup: unreadable record kept", "id", bytesToID(id), "err", err)
+					kept++
+				} else {
+					victims = append(victims, r)
+				}
+				k, _ = cur.Next()
+			}
+			for _, r := range victims {
+				rf, err := l.deleteRecord(tx, r, &c)
+				if err != nil {
+					return err
+				}
+				files = append(files, rf...)
+				deleted++
+			}
+			return writeCounters(meta, &c)
+		})
+		l.mu.RUnlock()
+		if err != nil {
+			return st, storageErr(err)
+		}
+		l.setState(c)
+		l.deleted.Add(uint64(deleted))
+		st.Deleted += deleted
+		st.Kept += kept
+		for _, f := range files {
+			if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				l.log.Error("message log: cleanup: removing blob file", "err", err)
+				continue
+			}
+			st.Files++
+		}
+		if done {
+			return st, nil
+		}
+	}
+}
+
+// deleteRecord removes r, its index entries and, when no other record has
+// its hash, its attachments. It returns the blob files to remove once the
+// transaction has committed.
+func (l *Log) deleteRecord(tx *bolt.Tx, r *Record, c *counters) ([]string, error) {
+	key := u64(r.ID)
+	enc := tx.Bucket(bRecords).Get(key)
+	c.DBBytes -= min(c.DBBytes, uint64(len(enc)))
+	dels := []struct {
+		b []byte
+		k []byte
+	}{
+		{bRecords, key},
+		{bMsgID, msgIDKey(r.MessageID, r.ID)},
+		{bHash, cat(r.Hash[:], key)},
+		{bTime, cat(timeKey(r.Time), key)},
+	}
+	for _, d := range dels {
+		if err := tx.Bucket(d.b).Delete(d.k); err != nil {
+			return nil, err
+		}
+	}
+	if len(idsWithPrefix(tx.Bucket(bHash), r.Hash[:])) == 0 {
+		for _, b := range [][]byte{bStamps, bReceipts} {
+			bk := tx.Bucket(b)
+			if v := bk.Get(r.Hash[:]); v != nil {
+				c.DBBytes -= min(c.DBBytes, uint64(len(v)))
+				if err := bk.Delete(r.Hash[:]); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	c.Records--
+	var files []string
+	if r.SignedStorage == StoredFile {
+		files = append(files, l.blobPath(r.ID, "signed"))
+		c.FileBytes -= min(c.FileBytes, uint64(r.SignedLen))
+	}
+	if r.BodyStorage == StoredFile {
+		files = append(files, l.blobPath(r.ID, "body"))
+		c.FileBytes -= min(c.FileBytes, uint64(r.BodyLen))
+	}
+	return files, nil
+}
+
+func bytesToID(b []byte) uint64 {
+	if len(b) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b)
+}

@@ -1,0 +1,64 @@
+// Package messagelog is the security server's durable message log: every
+// request and response a security server sends or receives, on the consumer
+// and the provider side, with its signature, signer chain and OCSP response,
+// later joined by its RFC 3161 timestamp and its hash-registry receipt.
+//
+// Entry points:
+//
+//   - [Open] a [Log] in a directory ([Config]); [Log.Close] drains and closes it.
+//   - [Log.Append] (or [Log.AppendStream] for a streamed body) stores a
+//     [Record] and returns only once it is fsynced; the proxies call it on
+//     every message before forwarding or returning it. Concurrent appends
+//     are group-committed by one committer goroutine: whatever is queued
+//     while a transaction commits goes into the next one, so a lone writer
+//     pays one fsync and many writers share them. A write failure (a full
+//     disk: [ErrFull]) is an error wrapping [ErrStorage], never a
+//     half-written record: the server refuses the message.
+//   - [Log.AttachTimestamp] and [Log.AttachReceipt] join the evidence for a
+//     message [Hash] (SHA-256 of the signed message as exchanged);
+//     idempotent, batched with the appends.
+//   - Lookups: [Log.Get] by record id, [Log.ByHash], [Log.ByMessageID]
+//     (optionally narrowed by client), [Log.List] to browse, [Log.OpenBody].
+//   - [Log.Pending] lists records not yet timestamped or registered, to
+//     re-feed the batcher and the outbox at start-up.
+//   - [Log.Cleanup] applies retention and never deletes a record that is not
+//     yet both timestamped and registered.
+//   - [Log.Stats] returns the numbers the server exports as metrics.
+//
+// # Storage
+//
+// Dir/messagelog.db is a bbolt database; Dir/blobs holds the blobs (a body,
+// or a signed message such as a large SOAP envelope) longer than
+// Config.InlineThreshold (64 KiB), one file per blob named
+// "<record id as 16 hex digits>.body" or ".signed". A blob file is written
+// and fsynced, and its directory fsynced, before the transaction naming it
+// commits; a file without a record (a crash in between) is removed at the
+// next Open. Record ids are reserved when an Append starts, so they are
+// unique and increasing but may commit slightly out of order.
+//
+// Buckets: records (id → record), msgid (uvarint(len) ‖ message id ‖ id),
+// hash (hash ‖ id), time (time ‖ id, for retention), pending (id → flags ‖
+// hash, for records still missing a timestamp or receipt), stamps (hash →
+// timestamp), receipts (hash → receipt) and meta (schema version, highest
+// id, counters). Ids and times are 8-byte big-endian; times are Unix
+// nanoseconds with the sign bit flipped so that they sort.
+//
+// # Encoding, version 1
+//
+// Every stored value is one format byte, 0x01, then a JSON object (byte
+// strings in standard base64, hashes in lower-case hex, times RFC 3339 UTC).
+// A record:
+//
+//	id, messageId, kind ("request"|"response"), direction ("sent"|"received"),
+//	side ("consumer"|"provider"), protocol ("rest"|"soap"), client
+//	("I/C/M[/S]"), service {client, code, version?}, time, hash,
+//	signedStorage ("inline"|"file"), signed (inline only), signedLen,
+//	signerChain [DER...], ocsp (DER), requestHash? (responses: the hash of
+//	the request answered), status? (responses), bodyMode ("full"|"metadata"),
+//	bodyStorage ("none"|"inline"|"file"), body (inline only), bodyLen,
+//	bodyDigest (SHA-256 of the body, kept in metadata-only mode too).
+//
+// A timestamp: {token (DER TimeStampToken), path [hash...], batchSize,
+// index, time}. A receipt: {proof (C2SP tlog-proof bytes), index}. Unknown
+// fields are refused; a later format takes another first byte.
+package messagelog

@@ -1,0 +1,728 @@
+package messagelog
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// Errors. Storage failures wrap [ErrStorage] (and [ErrFull] when the disk or
+// the configured size bound is full): the server turns them into a refusal.
+var (
+	ErrInvalid  = errors.New("messagelog: invalid record")
+	ErrNotFound = errors.New("messagelog: not found")
+	ErrStorage  = errors.New("messagelog: storage failure")
+	ErrFull     = errors.New("messagelog: storage full")
+	ErrCorrupt  = errors.New("messagelog: corrupt record")
+	ErrClosed   = errors.New("messagelog: closed")
+	ErrNoBody   = errors.New("messagelog: no body stored")
+)
+
+// Defaults.
+const (
+	DefaultInlineThreshold = 64 << 10
+	DefaultMaxBatch        = 1024
+	dbFileName             = "messagelog.db"
+	blobDirName            = "blobs"
+)
+
+// Config configures a [Log]. Dir is required; zero values take defaults.
+type Config struct {
+	// Dir holds the database (messagelog.db) and the blob files (blobs/).
+	// It is created (0700) when missing.
+	Dir string
+	// InlineThreshold: a body or signed message longer than this many bytes
+	// is stored in a file beside the database. Default 64 KiB.
+	InlineThreshold int
+	// MaxBatch bounds the operations committed in one transaction. Default 1024.
+	MaxBatch int
+	// MaxDBSize bounds the database file, in bytes (0: unbounded). Past it,
+	// Append fails with ErrFull, as on a full disk.
+	MaxDBSize int64
+	// Logger receives maintenance messages (never message contents).
+	// Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Validate checks c without side effects.
+func (c Config) Validate() error {
+	switch {
+	case c.Dir == "":
+		return fmt.Errorf("messagelog: config: dir is required")
+	case c.InlineThreshold < 0:
+		return fmt.Errorf("messagelog: config: inlineThreshold must not be negative")
+	case c.MaxBatch < 0:
+		return fmt.Errorf("messagelog: config: maxBatch must not be negative")
+	case c.MaxDBSize < 0:
+		return fmt.Errorf("messagelog: config: maxDBSize must not be negative")
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.InlineThreshold == 0 {
+		c.InlineThreshold = DefaultInlineThreshold
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = DefaultMaxBatch
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Bucket names and meta keys.
+var (
+	bRecords  = []byte("records")  // id -> encoded record
+	bMsgID    = []byte("msgid")    // uvarint(len) msgid id -> nil
+	bHash     = []byte("hash")     // hash id -> nil
+	bTime     = []byte("time")     // time id -> nil
+	bPending  = []byte("pending")  // id -> flags hash
+	bStamps   = []byte("stamps")   // hash -> encoded Timestamp
+	bReceipts = []byte("receipts") // hash -> encoded Receipt
+	bMeta     = []byte("meta")     // counters
+
+	allBuckets = [][]byte{bRecords, bMsgID, bHash, bTime, bPending, bStamps, bReceipts, bMeta}
+
+	kVersion = []byte("version")
+	kMaxID   = []byte("maxID")
+)
+
+const (
+	needTimestamp = 1 << 0
+	needReceipt   = 1 << 1
+	schemaVersion = 1
+)
+
+// counters are persisted in the meta bucket, updated in the same transaction
+// as the records they count.
+type counters struct {
+	Records, PendingTS, PendingReceipt, DBBytes, FileBytes uint64
+}
+
+var counterKeys = []string{"records", "pendingTimestamp", "pendingReceipt", "dbBytes", "fileBytes"}
+
+func (c *counters) fields() []*uint64 {
+	return []*uint64{&c.Records, &c.PendingTS, &c.PendingReceipt, &c.DBBytes, &c.FileBytes}
+}
+
+// Log is a durable message log. It is safe for concurrent use.
+type Log struct {
+	cfg     Config
+	db      *bolt.DB
+	blobDir string
+	log     *slog.Logger
+
+	nextID atomic.Uint64 // last id handed out
+
+	mu      sync.RWMutex // guards closed; held (read) while enqueuing and reading
+	closed  bool
+	queue   chan *op
+	stopped chan struct{}
+
+	stateMu sync.Mutex
+	state   counters // mirror of the persisted counters
+
+	appended, appendFailures, commits, committedOps, deleted atomic.Uint64
+}
+
+type opKind uint8
+
+const (
+	opAppend opKind = iota
+	opTimestamp
+	opReceipt
+)
+
+type op struct {
+	kind   opKind
+	id     uint64
+	rec    *Record // opAppend
+	enc    []byte  // encoded record or attachment
+	hash   Hash
+	fbytes uint64 // bytes in blob files (opAppend)
+	err    error  // logical outcome (e.g. ErrNotFound); not a storage failure
+	done   chan error
+}
+
+// Open opens (creating if needed) the message log in cfg.Dir. It removes
+// blob files left by appends that never committed (a crash between writing
+// a body file and committing its record).
+func Open(ctx context.Context, cfg Config) (*Log, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	blobDir := filepath.Join(cfg.Dir, blobDirName)
+	if err := os.MkdirAll(blobDir, 0o700); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
+	}
+	db, err := bolt.Open(filepath.Join(cfg.Dir, dbFileName), 0o600, &bolt.Options{
+		Timeout:      5 * time.Second,
+		MaxSize:      int(cfg.MaxDBSize),
+		FreelistType: bolt.FreelistMapType,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("messagelog: open %s: %w", cfg.Dir, err)
+	}
+	l := &Log{
+		cfg:     cfg,
+		db:      db,
+		blobDir: blobDir,
+		log:     cfg.Logger,
+		queue:   make(chan *op, 4*cfg.MaxBatch),
+		stopped: make(chan struct{}),
+	}
+	if err := l.init(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	go l.run()
+	return l, nil
+}
+
+func (l *Log) init(ctx context.Context) error {
+	var maxID uint64
+	err := l.db.Update(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bMeta)
+		if v := meta.Get(kVersion); v == nil {
+			if err := meta.Put(kVersion, u64(schemaVersion)); err != nil {
+				return err
+			}
+		} else if len(v) != 8 || binary.BigEndian.Uint64(v) != schemaVersion {
+			return fmt.Errorf("%w: unknown schema version %x", ErrCorrupt, v)
+		}
+		maxID = getU64(meta, kMaxID)
+		if k, _ := tx.Bucket(bRecords).Cursor().Last(); k != nil {
+			maxID = max(maxID, binary.BigEndian.Uint64(k))
+		}
+		l.state = readCounters(meta)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("messagelog: init: %w", err)
+	}
+	swept, err := l.sweepOrphans(ctx, &maxID)
+	if err != nil {
+		return err
+	}
+	if swept > 0 {
+		l.log.InfoContext(ctx, "message log: removed blob files of uncommitted records", "files", swept)
+	}
+	l.nextID.Store(maxID)
+	return nil
+}
+
+// sweepOrphans removes blob files whose record does not exist. It runs
+// before the committer starts, so no append is in flight.
+func (l *Log) sweepOrphans(ctx context.Context, maxID *uint64) (int, error) {
+	entries, err := os.ReadDir(l.blobDir)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrStorage, err)
+	}
+	n := 0
+	err = l.db.View(func(tx *bolt.Tx) error {
+		recs := tx.Bucket(bRecords)
+		for _, e := range entries {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			id, ok := parseBlobName(e.Name())
+			if ok {
+				*maxID = max(*maxID, id)
+				if recs.Get(u64(id)) != nil {
+					continue
+				}
+			}
+			if err := os.Remove(filepath.Join(l.blobDir, e.Name())); err != nil {
+				return fmt.Errorf("%w: %w", ErrStorage, err)
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+// Close drains the appends already queued, commits them and closes the
+// database. Appends after Close fail with ErrClosed.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	close(l.queue)
+	l.mu.Unlock()
+	<-l.stopped
+	return l.db.Close()
+}
+
+// Append durably stores a record and returns its id. It returns only once
+// the record (and its blob files) are fsynced: the caller may then forward
+// or return the message. Concurrent Appends are group-committed. On error
+// nothing is stored (a blob file left behind is removed at the next Open).
+func (l *Log) Append(ctx context.Context, rec Record) (uint64, error) {
+	var body io.Reader
+	if rec.Body != nil {
+		body = bytes.NewReader(rec.Body)
+	}
+	return l.AppendStream(ctx, rec, body)
+}
+
+// AppendStream is Append with the body read from r (rec.Body is ignored):
+// a large body is streamed to its file, never held in memory. r may be nil
+// for a message without a body.
+func (l *Log) AppendStream(ctx context.Context, rec Record, r io.Reader) (uint64, error) {
+	id, err := l.appendStream(ctx, rec, r)
+	if err != nil {
+		l.appendFailures.Add(1)
+		return 0, err
+	}
+	l.appended.Add(1)
+	return id, nil
+}
+
+func (l *Log) appendStream(ctx context.Context, rec Record, r io.Reader) (uint64, error) {
+	if err := l.checkOpen(); err != nil {
+		return 0, err
+	}
+	o, cleanup, err := l.prepare(&rec, r)
+	if err != nil {
+		return 0, err
+	}
+	committed, err := l.submit(ctx, o)
+	if err != nil {
+		if !committed {
+			cleanup()
+		}
+		return 0, err
+	}
+	return o.id, nil
+}
+
+// prepare validates rec, reserves its id, writes and fsyncs its blob files
+// and encodes it. cleanup removes the blob files if the record never commits.
+func (l *Log) prepare(rec *Record, r io.Reader) (o *op, cleanup func(), err error) {
+	rec.Body = nil
+	rec.Timestamp, rec.Receipt = nil, nil
+	if rec.Time.IsZero() {
+		rec.Time = time.Now()
+	}
+	rec.Time = rec.Time.UTC()
+	if err := rec.validate(); err != nil {
+		return nil, nil, err
+	}
+	rec.ID = l.nextID.Add(1)
+	rec.Hash = HashOf(rec.Signed)
+	rec.SignedLen = int64(len(rec.Signed))
+
+	var files []string
+	var fbytes uint64
+	removeFiles := func() {
+		for _, f := range files {
+			os.Remove(f)
+		}
+	}
+	defer func() {
+		if err != nil {
+			removeFiles()
+		}
+	}()
+	if len(rec.Signed) > l.cfg.InlineThreshold {
+		path := l.blobPath(rec.ID, "signed")
+		files = append(files, path)
+		if _, err := writeBlob(path, bytes.NewReader(rec.Signed), nil); err != nil {
+			return nil, nil, storageErr(err)
+		}
+		rec.SignedStorage = StoredFile
+		fbytes += uint64(len(rec.Signed))
+	} else {
+		rec.SignedStorage = StoredInline
+	}
+	if err := l.storeBody(rec, r, &files, &fbytes); err != nil {
+		return nil, nil, err
+	}
+	if len(files) > 0 {
+		if err := syncDir(l.blobDir); err != nil {
+			return nil, nil, storageErr(err)
+		}
+	}
+	enc, err := encodeRecord(rec)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: encode: %w", ErrInvalid, err)
+	}
+	return &op{kind: opAppend, id: rec.ID, rec: rec, enc: enc, hash: rec.Hash, fbytes: fbytes}, removeFiles, nil
+}
+
+// storeBody applies the body mode: metadata-only keeps length and digest;
+// full stores the body inline or, past the threshold, in a file.
+func (l *Log) storeBody(rec *Record, r io.Reader, files *[]string, fbytes *uint64) error {
+	rec.BodyStorage = StoredNone
+	if r == nil {
+		if rec.BodyMode == BodyFull && (rec.BodyLen != 0 || rec.BodyDigest != nil) {
+			return fmt.Errorf("%w: full body mode without a body", ErrInvalid)
+		}
+		if rec.BodyMode == BodyFull {
+			rec.BodyDigest = sha256.New().Sum(nil)
+		}
+		return nil
+	}
+	h := sha256.New()
+	want := rec.BodyDigest
+	var n int64
+	if rec.BodyMode == BodyMetadataOnly {
+		var err error
+		if n, err = io.Copy(h, r); err != nil {
+			return fmt.Errorf("messagelog: read body: %w", err)
+		}
+	} else {
+		// Read up to the threshold in memory; spill to a file beyond it.
+		buf := make([]byte, 0, min(l.cfg.InlineThreshold+1, 64<<10))
+		w := bytes.NewBuffer(buf)
+		m, err := io.CopyN(w, r, int64(l.cfg.InlineThreshold)+1)
+		if err != nil && err != io.EOF {
+			return fmt.Errorf("messagelog: read body: %w", err)
+		}
+		if m <= int64(l.cfg.InlineThreshold) {
+			h.Write(w.Bytes())
+			n = m
+			if m > 0 {
+				rec.Body = w.Bytes()
+				rec.BodyStorage = StoredInline
+			}
+		} else {
+			path := l.blobPath(rec.ID, "body")
+			*files = append(*files, path)
+			var err error
+			if n, err = writeBlob(path, io.MultiReader(bytes.NewReader(w.Bytes()), r), h); err != nil {
+				return storageErr(err)
+			}
+			rec.BodyStorage = StoredFile
+			*fbytes += uint64(n)
+		}
+	}
+	rec.BodyLen = n
+	rec.BodyDigest = h.Sum(nil)
+	if want != nil && !bytes.Equal(want, rec.BodyDigest) {
+		return fmt.Errorf("%w: body digest does not match the body", ErrInvalid)
+	}
+	return nil
+}
+
+// AttachTimestamp records the timestamp of a message hash on every record
+// with that hash. It is idempotent: the first timestamp attached to a hash
+// is kept and later ones are ignored. ErrNotFound if no record has the hash.
+func (l *Log) AttachTimestamp(ctx context.Context, h Hash, ts Timestamp) error {
+	if len(ts.Token) == 0 {
+		return fmt.Errorf("%w: timestamp without token", ErrInvalid)
+	}
+	enc, err := encodeTimestamp(&ts)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	_, err = l.submit(ctx, &op{kind: opTimestamp, hash: h, enc: enc})
+	return err
+}
+
+// AttachReceipt records the registry receipt of a message hash on every
+// record with that hash; idempotent like AttachTimestamp.
+func (l *Log) AttachReceipt(ctx context.Context, h Hash, rc Receipt) error {
+	if len(rc.Proof) == 0 {
+		return fmt.Errorf("%w: receipt without proof", ErrInvalid)
+	}
+	enc, err := encodeReceipt(&rc)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	_, err = l.submit(ctx, &op{kind: opReceipt, hash: h, enc: enc})
+	return err
+}
+
+func (l *Log) checkOpen() error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// submit queues o for the committer and waits for its outcome. committed
+// reports whether o may have been (or was) committed: after a context
+// cancellation the outcome is unknown and counted as possibly committed.
+func (l *Log) submit(ctx context.Context, o *op) (committed bool, err error) {
+	o.done = make(chan error, 1)
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		return false, ErrClosed
+	}
+	select {
+	case l.queue <- o:
+	case <-ctx.Done():
+		l.mu.RUnlock()
+		return false, ctx.Err()
+	}
+	l.mu.RUnlock()
+	select {
+	case err := <-o.done:
+		if err != nil && !errors.Is(err, ErrStorage) {
+			return true, err // logical outcome of a committed batch
+		}
+		return err == nil, err
+	case <-ctx.Done():
+		return true, ctx.Err()
+	}
+}
+
+// run is the group committer: it takes whatever is queued (up to MaxBatch)
+// and commits it in one transaction, so throughput comes from batching
+// while a lone writer waits for one fsync only.
+func (l *Log) run() {
+	defer close(l.stopped)
+	batch := make([]*op, 0, l.cfg.MaxBatch)
+	for o := range l.queue {
+		batch = append(batch[:0], o)
+	fill:
+		for len(batch) < l.cfg.MaxBatch {
+			select {
+			case o, ok := <-l.queue:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, o)
+			default:
+				break fill
+			}
+		}
+		l.commit(batch)
+	}
+}
+
+func (l *Log) commit(batch []*op) {
+	err := l.update(batch)
+	if err != nil && len(batch) > 1 {
+		// Isolate the failure: retry each operation alone.
+		for _, o := range batch {
+			err := l.update([]*op{o})
+			if err == nil {
+				err = o.err
+			}
+			o.done <- err
+		}
+		return
+	}
+	for _, o := range batch {
+		if err == nil {
+			o.done <- o.err
+		} else {
+			o.done <- err
+		}
+	}
+}
+
+// update commits ops in one transaction.
+func (l *Log) update(ops []*op) error {
+	var c counters
+	err := l.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bMeta)
+		c = readCounters(meta)
+		maxID := getU64(meta, kMaxID)
+		for _, o := range ops {
+			o.err = nil
+			if err := l.apply(tx, o, &c); err != nil {
+				return err
+			}
+			maxID = max(maxID, o.id)
+		}
+		if err := meta.Put(kMaxID, u64(maxID)); err != nil {
+			return err
+		}
+		return writeCounters(meta, &c)
+	})
+	if err != nil {
+		l.log.Error("message log: commit failed", "ops", len(ops), "err", err)
+		return storageErr(err)
+	}
+	l.setState(c)
+	l.commits.Add(1)
+	l.committedOps.Add(uint64(len(ops)))
+	return nil
+}
+
+func (l *Log) apply(tx *bolt.Tx, o *op, c *counters) error {
+	switch o.kind {
+	case opAppend:
+		key := u64(o.id)
+		if err := tx.Bucket(bRecords).Put(key, o.enc); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bMsgID).Put(msgIDKey(o.rec.MessageID, o.id), nil); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bHash).Put(cat(o.hash[:], key), nil); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bTime).Put(cat(timeKey(o.rec.Time), key), nil); err != nil {
+			return err
+		}
+		var flags byte
+		if tx.Bucket(bStamps).Get(o.hash[:]) == nil {
+			flags |= needTimestamp
+			c.PendingTS++
+		}
+		if tx.Bucket(bReceipts).Get(o.hash[:]) == nil {
+			flags |= needReceipt
+			c.PendingReceipt++
+		}
+		if flags != 0 {
+			if err := tx.Bucket(bPending).Put(key, cat([]byte{flags}, o.hash[:])); err != nil {
+				return err
+			}
+		}
+		c.Records++
+		c.DBBytes += uint64(len(o.enc))
+		c.FileBytes += o.fbytes
+		return nil
+	case opTimestamp, opReceipt:
+		bucket, flag, pendingCount := bStamps, byte(needTimestamp), &c.PendingTS
+		if o.kind == opReceipt {
+			bucket, flag, pendingCount = bReceipts, needReceipt, &c.PendingReceipt
+		}
+		ids := idsWithPrefix(tx.Bucket(bHash), o.hash[:])
+		if len(ids) == 0 {
+			o.err = fmt.Errorf("%w: no record with hash %s", ErrNotFound, o.hash)
+			return nil
+		}
+		b := tx.Bucket(bucket)
+		if b.Get(o.hash[:]) != nil {
+			return nil // first attachment wins
+		}
+		if err := b.Put(o.hash[:], o.enc); err != nil {
+			return err
+		}
+		c.DBBytes += uint64(len(o.enc))
+		pending := tx.Bucket(bPending)
+		for _, id := range ids {
+			key := u64(id)
+			v := pending.Get(key)
+			if v == nil || v[0]&flag == 0 {
+				continue
+			}
+			*pendingCount--
+			nv := cat([]byte{v[0] &^ flag}, v[1:])
+			var err error
+			if nv[0] == 0 {
+				err = pending.Delete(key)
+			} else {
+				err = pending.Put(key, nv)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("messagelog: unknown op %d", o.kind)
+}
+
+func (l *Log) setState(c counters) {
+	l.stateMu.Lock()
+	l.state = c
+	l.stateMu.Unlock()
+}
+
+// storageErr wraps a write failure as ErrStorage, adding ErrFull when the
+// disk or the size bound is full.
+func storageErr(err error) error {
+	if errors.Is(err, ErrStorage) {
+		return err
+	}
+	if errors.Is(err, berrors.ErrMaxSizeReached) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%w: %w: %w", ErrStorage, ErrFull, err)
+	}
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return fmt.Errorf("%w: %w", ErrStorage, ErrClosed)
+	}
+	return fmt.Errorf("%w: %w", ErrStorage, err)
+}
+
+// Keys.
+
+func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+func getU64(b *bolt.Bucket, k []byte) uint64 {
+	if v := b.Get(k); len(v) == 8 {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+
+func readCounters(meta *bolt.Bucket) counters {
+	var c counters
+	for i, f := range c.fields() {
+		*f = getU64(meta, []byte(counterKeys[i]))
+	}
+	return c
+}
+
+func writeCounters(meta *bolt.Bucket, c *counters) error {
+	for i, f := range c.fields() {
+		if err := meta.Put([]byte(counterKeys[i]), u64(*f)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func cat(a, b []byte) []byte {
+	out := make([]byte, 0, len(a)+len(b))
+	return append(append(out, a...), b...)
+}
+
+func msgIDPrefix(msgID string) []byte {
+	return append(binary.AppendUvarint(nil, uint64(len(msgID))), msgID...)
+}
+
+func msgIDKey(msgID string, id uint64) []byte {
+	return binary.BigEndian.AppendUint64(msgIDPrefix(msgID), id)
+}
+
+// timeKey orders times (including before 1970) as unsigned big-endian bytes.
+func timeKey(t time.Time) []byte {
+	return u64(uint64(t.UnixNano()) ^ (1 << 63))
+}
+
+// idsWithPrefix returns the record ids of index keys "prefix || id".
+func idsWithPrefix(b *bolt.Bucket, prefix []byte) []uint64 {
+	var ids []uint64
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		if len(k) == len(prefix)+8 {
+			ids = append(ids, binary.BigEndian.Uint64(k[len(prefix):]))
+		}
+	}
+	return ids
+}
