@@ -13,18 +13,20 @@ import (
 // Limits bound what the hardened XML intake accepts. The zero value of a
 // field means its default (see DefaultLimits).
 type Limits struct {
-	MaxSize       int64 // bytes of the SOAP envelope (the SOAP part with attachments)
-	MaxDepth      int   // element nesting
-	MaxElements   int   // elements in the whole document
-	MaxAttributes int   // attributes (namespace declarations included) on one element
+	MaxSize        int64 // bytes of the SOAP envelope (the SOAP part with attachments)
+	MaxDepth       int   // element nesting
+	MaxElements    int   // elements in the whole document
+	MaxAttributes  int   // attributes (namespace declarations included) on one element
+	MaxAttachments int   // MIME attachments of one message
 }
 
 // DefaultLimits are the limits used for zero fields of a Limits.
 var DefaultLimits = Limits{
-	MaxSize:       10 << 20,
-	MaxDepth:      64,
-	MaxElements:   100_000,
-	MaxAttributes: 64,
+	MaxSize:        10 << 20,
+	MaxDepth:       64,
+	MaxElements:    100_000,
+	MaxAttributes:  64,
+	MaxAttachments: 100,
 }
 
 func (l Limits) withDefaults() Limits {
@@ -39,6 +41,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxAttributes <= 0 {
 		l.MaxAttributes = DefaultLimits.MaxAttributes
+	}
+	if l.MaxAttachments <= 0 {
+		l.MaxAttachments = DefaultLimits.MaxAttachments
 	}
 	return l
 }

@@ -1,0 +1,58 @@
+package soap
+
+import (
+	"crypto/sha512"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+)
+
+// ErrRequestHash reports a missing or wrong requestHash header.
+var ErrRequestHash = errors.New("soap: requestHash does not match the request")
+
+// RequestHash is X-Road's requestHash of a request: base64 of the SHA-512 of
+// the raw HTTP POST body, or of the SOAP part when the request has
+// attachments. Its algorithmId is AlgSHA512.
+func RequestHash(soapPart []byte) string {
+	s := sha512.Sum512(soapPart)
+	return base64.StdEncoding.EncodeToString(s[:])
+}
+
+// InsertRequestHash is the provider side: it adds
+// <xrd:requestHash algorithmId="…#sha512"> for request (the request's SOAP
+// part, as the service received it) as the last header of response, leaving
+// every other byte of response as the service wrote it. A response that
+// already carries a requestHash is refused.
+func InsertRequestHash(response, request []byte, lim Limits) ([]byte, error) {
+	env, err := ParseEnvelope("", response, lim)
+	if err != nil {
+		return nil, err
+	}
+	if env.Header.RequestHashAlgorithm != "" || env.Header.RequestHash != "" || len(childNS(env.header, NamespaceXRoad, "requestHash")) > 0 {
+		return nil, errorf(CodeDuplicateHeaderField, nil, "Duplicate header field 'requestHash'")
+	}
+	lay, err := locate(response)
+	if err != nil {
+		return nil, err
+	}
+	if lay.selfClosing {
+		return nil, errorf(CodeMissingHeader, nil, "empty Header")
+	}
+	el := `<xrd:requestHash xmlns:xrd="` + NamespaceXRoad + `" algorithmId="` + AlgSHA512 + `">` + RequestHash(request) + `</xrd:requestHash>`
+	return splice(response, lay.headerCloseStart, []byte(el)), nil
+}
+
+// CheckRequestHash is the consumer side: the response's requestHash must be
+// X-Road's hash of request (the SOAP part the client sent).
+func (e *Envelope) CheckRequestHash(request []byte) error {
+	if e.Header.RequestHash == "" {
+		return errorf(CodeMissingHeaderField, ErrRequestHash, "Required field 'requestHash' is missing")
+	}
+	if e.Header.RequestHashAlgorithm != AlgSHA512 {
+		return errorf(CodeInvalidRequestHash, ErrRequestHash, "unsupported requestHash algorithm")
+	}
+	if subtle.ConstantTimeCompare([]byte(e.Header.RequestHash), []byte(RequestHash(request))) != 1 {
+		return errorf(CodeInvalidRequestHash, ErrRequestHash, "requestHash does not match the request")
+	}
+	return nil
+}
