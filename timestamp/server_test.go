@@ -11,6 +11,7 @@ import (
 	"encoding/asn1"
 	"errors"
 	"io"
+	"log/slog"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -23,6 +24,8 @@ import (
 	"github.com/passerelle/passerelle/pki"
 	"github.com/passerelle/passerelle/pki/pkitest"
 )
+
+var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 var testPolicy = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 3161, 1}
 
@@ -48,7 +51,7 @@ func newTestTSAWith(t testing.TB, ca *pkitest.CA, leaf *pkitest.Leaf) *testTSA {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ledger.Close() })
-	srv, err := NewServer(ServerConfig{Signer: leaf.Key, Chain: leaf.Chain, Policy: testPolicy, Ledger: ledger})
+	srv, err := NewServer(ServerConfig{Signer: leaf.Key, Chain: leaf.Chain, Policy: testPolicy, Ledger: ledger, Log: quietLog})
 	if err != nil {
 		t.Fatal(err)
 	}
