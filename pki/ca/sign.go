@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
-	cfcsr "github.com/cloudflare/cfssl/csr"
 	"github.com/cloudflare/cfssl/config"
+	cfcsr "github.com/cloudflare/cfssl/csr"
 	"github.com/cloudflare/cfssl/signer"
 	"github.com/cloudflare/cfssl/signer/local"
 
