@@ -293,6 +293,12 @@ func verifyCompact(compact, wantTyp string) (*Signed, []byte, error) {
 	if !ok || strings.Count(rest, ".") != 1 {
 		return nil, nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
 	}
+	// jwx's decoder tolerates non-zero padding bits; refuse them so that one
+	// signature has exactly one encoding (and one JWSDigest).
+	payloadB64, sigB64, _ := strings.Cut(rest, ".")
+	if !canonicalB64(payloadB64) || !canonicalB64(sigB64) || sigB64 == "" {
+		return nil, nil, fmt.Errorf("%w: payload or signature is not canonical base64url", ErrMalformed)
+	}
 	hj, err := b64url.Strict().DecodeString(hdrB64)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: header encoding: %v", ErrMalformed, err)
@@ -340,4 +346,28 @@ func verifyCompact(compact, wantTyp string) (*Signed, []byte, error) {
 		return nil, nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
 	}
 	return s, payload, nil
+}
+
+// canonicalB64 reports whether s is unpadded base64url whose last character
+// carries no stray bits.
+func canonicalB64(s string) bool {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	for i := 0; i < len(s); i++ {
+		if strings.IndexByte(alphabet, s[i]) < 0 {
+			return false
+		}
+	}
+	if len(s) == 0 {
+		return true
+	}
+	v := strings.IndexByte(alphabet, s[len(s)-1])
+	switch len(s) % 4 {
+	case 1:
+		return false
+	case 2:
+		return v&0x0f == 0
+	case 3:
+		return v&0x03 == 0
+	}
+	return true
 }

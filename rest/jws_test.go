@@ -224,7 +224,9 @@ func TestVerifyRequestRefusesTampering(t *testing.T) {
 		{"two parts", parts[0] + "." + parts[1], ErrMalformed},
 		{"four parts", compact + ".x", ErrMalformed},
 		{"header not base64", "!!." + parts[1] + "." + parts[2], ErrMalformed},
-		{"alg none", b64url.EncodeToString([]byte(`{"alg":"none","typ":"`+TypRequest+`","x5c":["`+x5cOf(ec.Chain)[0]+`"]}`)) + "." + parts[1] + ".", ErrBadSignature},
+		{"alg none", b64url.EncodeToString([]byte(`{"alg":"none","typ":"`+TypRequest+`","x5c":["`+x5cOf(ec.Chain)[0]+`"]}`)) + "." + parts[1] + "." + parts[2], ErrBadSignature},
+		{"empty signature", parts[0] + "." + parts[1] + ".", ErrMalformed},
+		{"stray bits in signature", parts[0] + "." + parts[1] + "." + strayBits(parts[2]), ErrMalformed},
 		{"response typ", b64url.EncodeToString([]byte(`{"alg":"ES256","typ":"`+TypResponse+`","x5c":[]}`)) + "." + parts[1] + "." + parts[2], ErrMalformed},
 		{"batch typ", b64url.EncodeToString([]byte(`{"alg":"ES256","typ":"`+TypBatch+`","x5c":[]}`)) + "." + parts[1] + "." + parts[2], ErrMalformed},
 		{"crit", b64url.EncodeToString([]byte(`{"alg":"ES256","typ":"`+TypRequest+`","crit":["x"],"x5c":[]}`)) + "." + parts[1] + "." + parts[2], ErrMalformed},
@@ -356,4 +358,11 @@ func signRS256ForTest(s *Signer, d *RequestDescriptor) (string, error) {
 		return "", err
 	}
 	return rs.sign(TypRequest, payload, nil)
+}
+
+// strayBits changes the unused low bits of s's last base64url character.
+func strayBits(s string) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	v := strings.IndexByte(alphabet, s[len(s)-1])
+	return s[:len(s)-1] + string(alphabet[v|1])
 }
