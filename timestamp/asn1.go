@@ -140,3 +140,34 @@ func parseTSTInfo(token []byte) (*tstHead, error) {
 	}
 	return &h, nil
 }
+
+// github.com/digitorus/pkcs7 (under github.com/digitorus/timestamp) panics on
+// some malformed BER (ber.go readObject indexes past the end; found by
+// FuzzVerifyToken). Every parse of untrusted bytes goes through these two,
+// which turn a panic into ErrBadToken.
+
+func safePKCS7(token []byte) (p7 *pkcs7.PKCS7, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p7, err = nil, fmt.Errorf("%w: malformed CMS (parser panic)", ErrBadToken)
+		}
+	}()
+	p7, err = pkcs7.Parse(token)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadToken, err)
+	}
+	return p7, nil
+}
+
+func safeTSParse(token []byte) (ts *tsp.Timestamp, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			ts, err = nil, fmt.Errorf("%w: malformed CMS (parser panic)", ErrBadToken)
+		}
+	}()
+	ts, err = tsp.Parse(token)
+	if err != nil {
+		return nil, fmt.Errorf("%w: TSTInfo: %v", ErrBadToken, err)
+	}
+	return ts, nil
+}

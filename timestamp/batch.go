@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	tsp "github.com/digitorus/timestamp"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -177,9 +176,9 @@ func Verify(messageHash Hash, path BatchPath, token []byte, roots *x509.CertPool
 	if len(token) > MaxTokenSize {
 		return nil, fmt.Errorf("%w: %d bytes", ErrBadToken, len(token))
 	}
-	claimed, err := tsp.Parse(token)
+	claimed, err := safeTSParse(token)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadToken, err)
+		return nil, err
 	}
 	if claimed.HashAlgorithm != crypto.SHA256 || len(claimed.HashedMessage) != tlog.HashSize {
 		return nil, fmt.Errorf("%w: batch token imprint is not SHA-256", ErrImprintMismatch)
@@ -212,4 +211,3 @@ type Stamp struct {
 func (s Stamp) Verify(roots *x509.CertPool, opts VerifyOptions) (*Info, error) {
 	return Verify(s.Hash, s.Path, s.Token, roots, opts)
 }
-

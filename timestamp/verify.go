@@ -73,9 +73,9 @@ func VerifyToken(token, digest []byte, roots *x509.CertPool, opts VerifyOptions)
 	if len(token) > MaxTokenSize {
 		return nil, fmt.Errorf("%w: %d bytes", ErrBadToken, len(token))
 	}
-	p7, err := pkcs7.Parse(token)
+	p7, err := safePKCS7(token)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadToken, err)
+		return nil, err
 	}
 	if len(p7.Signers) != 1 {
 		return nil, fmt.Errorf("%w: %d signers, want 1", ErrBadToken, len(p7.Signers))
@@ -98,9 +98,9 @@ func VerifyToken(token, digest []byte, roots *x509.CertPool, opts VerifyOptions)
 	}
 	// The TSTInfo, decoded by the library (its Parse checks the signature
 	// again when certificates are embedded: a small, accepted cost).
-	ts, err := tsp.Parse(token)
+	ts, err := safeTSParse(token)
 	if err != nil {
-		return nil, fmt.Errorf("%w: TSTInfo: %v", ErrBadToken, err)
+		return nil, err
 	}
 	info := &Info{
 		Time:     ts.Time.UTC(),
