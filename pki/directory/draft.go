@@ -286,8 +286,8 @@ func SignDir(dir string, key crypto.Signer, chain []*x509.Certificate, now time.
 	}
 	signedPath := filepath.Join(dir, SignedFile)
 	if prev, err := readLimited(signedPath); err == nil {
-		if s, err := PeekSerial(prev); err == nil && s > d.Serial {
-			d.Serial = s
+		if doc, err := Peek(prev); err == nil && doc.Serial > d.Serial {
+			d.Serial = doc.Serial
 		}
 	}
 	signed, doc, err := d.Sign(key, chain, now, validity)

@@ -277,16 +277,16 @@ func (v *Verifier) verifySignature(signed []byte) ([]byte, error) {
 	return payload, nil
 }
 
-// PeekSerial reads the serial of a signed directory without verifying
-// anything. It is for operators' tools (sign's serial bump); never trust it.
-func PeekSerial(signed []byte) (uint64, error) {
+// Peek decodes a signed directory's document WITHOUT verifying the
+// signature, the signer or any time. It is for the operator's own tools
+// (sign's serial bump, serve's health check); never trust what it returns.
+func Peek(signed []byte) (*Document, error) {
+	if len(signed) > MaxSize {
+		return nil, fmt.Errorf("%w: %d bytes, more than %d", ErrMalformed, len(signed), MaxSize)
+	}
 	msg, err := jws.Parse(bytes.TrimSpace(signed), jws.WithCompact())
 	if err != nil {
-		return 0, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	d, err := ParseDocument(msg.Payload())
-	if err != nil {
-		return 0, err
-	}
-	return d.Serial, nil
+	return ParseDocument(msg.Payload())
 }
