@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
@@ -234,7 +235,7 @@ func SignResponse(ctx context.Context, d *ResponseDescriptor, signer crypto.Sign
 type Signed struct {
 	Algorithm string
 	Typ       string
-	Chain     []*x509.Certificate // as sent in x5c, leaf first
+	Chain     []*x509.Certificate // as sent in x5c, leaf first; shared, do not modify
 	OCSP      []byte              // the signer's OCSP response (DER), nil if none
 	SignedAt  time.Time
 	ID        string
@@ -322,16 +323,11 @@ func verifyCompact(compact, wantTyp string) (*Signed, []byte, error) {
 	case len(h.X5c) == 0 || len(h.X5c) > MaxChainLen:
 		return nil, nil, fmt.Errorf("%w: x5c must hold 1 to %d certificates", ErrMalformed, MaxChainLen)
 	}
-	s := &Signed{Algorithm: h.Alg, Typ: h.Typ, Chain: make([]*x509.Certificate, len(h.X5c)), Digest: JWSDigest(compact)}
-	for i, c := range h.X5c {
-		der, err := base64.StdEncoding.Strict().DecodeString(c)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%w: x5c[%d] encoding: %v", ErrMalformed, i, err)
-		}
-		if s.Chain[i], err = x509.ParseCertificate(der); err != nil {
-			return nil, nil, fmt.Errorf("%w: x5c[%d]: %v", ErrMalformed, i, err)
-		}
+	chain, err := chains.parse(h.X5c)
+	if err != nil {
+		return nil, nil, err
 	}
+	s := &Signed{Algorithm: h.Alg, Typ: h.Typ, Chain: chain, Digest: JWSDigest(compact)}
 	if h.OCSP != "" {
 		if s.OCSP, err = base64.StdEncoding.Strict().DecodeString(h.OCSP); err != nil {
 			return nil, nil, fmt.Errorf("%w: ocsp encoding: %v", ErrMalformed, err)
@@ -370,4 +366,51 @@ func canonicalB64(s string) bool {
 		return v&0x03 == 0
 	}
 	return true
+}
+
+// chainCache keeps parsed x5c chains: a peer sends the same chain with every
+// message, and parsing it costs more than verifying the signature. Bounded:
+// when full it is emptied (simple, and a steady state refills it at once).
+type chainCache struct {
+	mu sync.Mutex
+	m  map[[sha256.Size]byte][]*x509.Certificate
+}
+
+const maxCachedChains = 4096
+
+var chains = chainCache{m: make(map[[sha256.Size]byte][]*x509.Certificate)}
+
+// parse returns the certificates of x5c, leaf first. The result is shared
+// between callers: read it, do not modify it.
+func (c *chainCache) parse(x5c []string) ([]*x509.Certificate, error) {
+	h := sha256.New()
+	for _, s := range x5c {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	var key [sha256.Size]byte
+	h.Sum(key[:0])
+	c.mu.Lock()
+	chain, ok := c.m[key]
+	c.mu.Unlock()
+	if ok {
+		return chain, nil
+	}
+	chain = make([]*x509.Certificate, len(x5c))
+	for i, s := range x5c {
+		der, err := base64.StdEncoding.Strict().DecodeString(s)
+		if err != nil {
+			return nil, fmt.Errorf("%w: x5c[%d] encoding: %v", ErrMalformed, i, err)
+		}
+		if chain[i], err = x509.ParseCertificate(der); err != nil {
+			return nil, fmt.Errorf("%w: x5c[%d]: %v", ErrMalformed, i, err)
+		}
+	}
+	c.mu.Lock()
+	if len(c.m) >= maxCachedChains {
+		clear(c.m)
+	}
+	c.m[key] = chain
+	c.mu.Unlock()
+	return chain, nil
 }
