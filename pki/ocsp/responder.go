@@ -220,7 +220,11 @@ func digest(h crypto.Hash, data []byte) []byte {
 // Route returns a handler that sends /ocsp and every path under /ocsp/ to r
 // and everything else to next. Unlike http.ServeMux it does not clean the
 // path first, which would turn "//" inside a GET request's base64 into "/".
+// A nil next answers 404.
 func (r *Responder) Route(next http.Handler) http.Handler {
+	if next == nil {
+		next = http.NotFoundHandler()
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		p := req.URL.EscapedPath()
 		if p == "/ocsp" || strings.HasPrefix(p, "/ocsp/") {
