@@ -270,6 +270,35 @@ func txHashReader(tx *bolt.Tx) tlog.HashReaderFunc {
 	}
 }
 
+// memoHashReader remembers the hashes r returned: the proofs of one
+// batch's neighbouring entries share most of their hashes.
+func memoHashReader(r tlog.HashReaderFunc) tlog.HashReaderFunc {
+	memo := map[int64]tlog.Hash{}
+	var miss []int64
+	return func(indexes []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(indexes))
+		miss = miss[:0]
+		for _, idx := range indexes {
+			if _, ok := memo[idx]; !ok {
+				miss = append(miss, idx)
+			}
+		}
+		if len(miss) > 0 {
+			hs, err := r(miss)
+			if err != nil {
+				return nil, err
+			}
+			for i, idx := range miss {
+				memo[idx] = hs[i]
+			}
+		}
+		for i, idx := range indexes {
+			out[i] = memo[idx]
+		}
+		return out, nil
+	}
+}
+
 // Origin returns the log's origin (its key name).
 func (l *Log) Origin() string { return l.origin }
 
@@ -342,7 +371,7 @@ func (l *Log) Append(ctx context.Context, member pki.ClientID, subs []Submission
 	}
 	out := make([]AppendReceipt, len(subs))
 	err := l.db.View(func(tx *bolt.Tx) error {
-		r := txHashReader(tx)
+		r := memoHashReader(txHashReader(tx))
 		for i := range subs {
 			idx := res.first + int64(i)
 			p, err := tlog.ProveRecord(res.cp.Size, idx, r)

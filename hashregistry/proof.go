@@ -35,6 +35,7 @@ type ProofFile struct {
 // Marshal encodes p.
 func (p ProofFile) Marshal() []byte {
 	var b bytes.Buffer
+	b.Grow(len(ProofHeader) + 64 + 4*len(p.Extra)/3 + 45*len(p.Proof) + len(p.Checkpoint))
 	b.WriteString(ProofHeader + "\n")
 	if p.Extra != nil {
 		b.WriteString("extra " + base64.StdEncoding.EncodeToString(p.Extra) + "\n")
