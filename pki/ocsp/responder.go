@@ -351,7 +351,7 @@ func (r *Responder) Respond(ctx context.Context, der []byte) (resp []byte, cache
 		r.log.Error("ocsp signing failed", "serial", req.SerialNumber.Text(16), "err", err)
 		return xocsp.InternalErrorErrorResponse, 0
 	}
-	cacheFor = r.cfg.Validity
+	cacheFor = max(r.cfg.CacheFor, 0) // HTTP caches keep it no longer than we do
 	if info.nonce != nil {
 		out, err = addResponseExtension(out, *info.nonce, r.cfg.Signer)
 		if err != nil {

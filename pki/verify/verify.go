@@ -174,7 +174,9 @@ func (v *Verifier) verifyChainUncached(chain []*x509.Certificate, usage pki.Usag
 		return chainResult{}, err
 	}
 	member, err := pki.MemberFromCert(leaf)
-	if err != nil {
+	if errors.Is(err, pki.ErrBadIdentifier) {
+		return chainResult{}, fmt.Errorf("%w: %w", ErrNoMemberID, err)
+	} else if err != nil {
 		return chainResult{}, fmt.Errorf("verify: %w", err)
 	}
 	res := chainResult{member: member, issuer: path[1], validFrom: path[0].NotBefore, validUntil: path[0].NotAfter}

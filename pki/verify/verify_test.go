@@ -277,3 +277,33 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	})
 }
+
+func TestVerifyConcurrent(t *testing.T) {
+	e := newEnv(t)
+	v, err := New(Config{Roots: e.ca.Pool(), FetchOCSP: ocsp.NewClient(ocsp.ClientConfig{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, der := e.issue(t, member, pki.UsageSign, ocsp.Good)
+	revoked, revokedDER := e.issue(t, member, pki.UsageSign, ocsp.Revoked)
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for range 20 {
+				if _, err := v.Verify(t.Context(), good.Chain, der, pki.UsageSign); err != nil {
+					t.Errorf("goroutine %d: Verify(good) = %v", i, err)
+					return
+				}
+				if _, err := v.Verify(t.Context(), good.Chain, nil, pki.UsageSign); err != nil {
+					t.Errorf("goroutine %d: Verify(good, fetched) = %v", i, err)
+					return
+				}
+				if _, err := v.Verify(t.Context(), revoked.Chain, revokedDER, pki.UsageSign); !errors.Is(err, ErrRevoked) {
+					t.Errorf("goroutine %d: Verify(revoked) = %v", i, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
