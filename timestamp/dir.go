@@ -9,7 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-		"os"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
