@@ -15,6 +15,7 @@ func newRootCmd() *cobra.Command {
 		newKeysCmd(),
 		newTSACmd(),
 		newRegistryCmd(),
+		newDirectoryCmd(),
 		newAuditCmd(),
 	)
 	return root
