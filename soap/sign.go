@@ -298,14 +298,9 @@ func verify(env *Envelope) (*Verified, error) {
 		return nil, bad("more than one Security or Signature element")
 	}
 	sec := secs[0]
-	parts := onlyChildren(sec, NamespacePasserelle, "SignedProperties", "Signature")
-	if parts == nil {
-		// The Signature is in another namespace; check it by hand.
-		kids := sec.ChildElements()
-		if len(kids) != 2 || !isNS(kids[0], NamespacePasserelle, "SignedProperties") || !isNS(kids[1], dsig.Namespace, "Signature") {
-			return nil, bad("Security must hold SignedProperties and Signature")
-		}
-		parts = kids
+	parts := sec.ChildElements()
+	if len(parts) != 2 || !isNS(parts[0], NamespacePasserelle, "SignedProperties") || !isNS(parts[1], dsig.Namespace, "Signature") {
+		return nil, bad("Security must hold SignedProperties and Signature")
 	}
 	props, sig := parts[0], parts[1]
 	ds := dsig.Namespace
