@@ -2,7 +2,11 @@ package interop
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,7 +15,10 @@ import (
 	"testing"
 	"time"
 
+	xocsp "golang.org/x/crypto/ocsp"
+
 	"github.com/passerelle/passerelle/internal/daemon"
+	"github.com/passerelle/passerelle/pki"
 )
 
 // caOpenSSL returns the path of openssl, skipping the test when it is
@@ -139,6 +146,13 @@ func TestCAWithOpenSSL(t *testing.T) {
 		}
 	})
 
+	t.Run("demo", func(t *testing.T) {
+		out, err := p.run("demo")
+		if err != nil || !strings.Contains(out, "demo passed") || !strings.Contains(out, "ocsp: revoked") {
+			t.Errorf("passerelle demo: %v\n%s", err, out)
+		}
+	})
+
 	t.Run("openssl ocsp reads good, then revoked", func(t *testing.T) {
 		addrFile := filepath.Join(work, "ca.addr")
 		ctx, cancel := context.WithCancel(t.Context())
@@ -193,11 +207,19 @@ func TestCAWithOpenSSL(t *testing.T) {
 			t.Errorf("OCSP response lacks thisUpdate/nextUpdate:\n%s", out)
 		}
 
+		// GET /ocsp/{base64}, RFC 6960 appendix A.1, as a Go client sends it.
+		if st := caOCSPGet(t, ocspURL, cert, caPEM); st != xocsp.Good {
+			t.Errorf("GET /ocsp/{base64} status = %d, want good", st)
+		}
+
 		serial := strings.TrimPrefix(strings.TrimSpace(ossl.must("x509", "-in", cert, "-noout", "-serial")), "serial=")
 		p.must("ca", "revoke", "--dir", caDir, "--serial", serial, "--reason", "keyCompromise")
 		out = ocsp()
 		if !strings.Contains(out, "Response verify OK") || !strings.Contains(out, cert+": revoked") || !strings.Contains(out, "Reason: keyCompromise") {
 			t.Fatalf("openssl ocsp after revocation:\n%s", out)
+		}
+		if st := caOCSPGet(t, ocspURL, cert, caPEM); st != xocsp.Revoked {
+			t.Errorf("GET /ocsp/{base64} status = %d, want revoked", st)
 		}
 		list := p.must("ca", "list", "--dir", caDir)
 		if !strings.Contains(list, "revoked (keyCompromise)") {
@@ -218,4 +240,36 @@ func TestCAWithOpenSSL(t *testing.T) {
 			t.Errorf("ca serve logs are not JSON with the bound address:\n%s", logs.String())
 		}
 	})
+}
+
+// caOCSPGet asks for the status of the leaf in certFile with GET
+// /ocsp/{base64(request)} and returns it, verified against the issuer.
+func caOCSPGet(t *testing.T, ocspURL, certFile, issuerFile string) int {
+	t.Helper()
+	leaf, err := pki.LoadCertificates(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer, err := pki.LoadCertificates(issuerFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := xocsp.CreateRequest(leaf[0], issuer[0], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(ocspURL + "/" + url.PathEscape(base64.StdEncoding.EncodeToString(req)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET OCSP: %s %s", resp.Status, body)
+	}
+	r, err := xocsp.ParseResponseForCert(body, leaf[0], issuer[0])
+	if err != nil {
+		t.Fatalf("GET OCSP response: %v", err)
+	}
+	return r.Status
 }
