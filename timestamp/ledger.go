@@ -124,3 +124,13 @@ func parseHashName(s string) (crypto.Hash, error) {
 
 // ParseHashName parses sha256, sha384 or sha512.
 func ParseHashName(s string) (crypto.Hash, error) { return parseHashName(s) }
+
+// Check reports whether the ledger can be read (for /healthz).
+func (l *BoltLedger) Check() error {
+	return l.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketTokens) == nil {
+			return errors.New("timestamp: ledger has no tokens bucket")
+		}
+		return nil
+	})
+}

@@ -130,10 +130,7 @@ func newTSAServeCmd() *cobra.Command {
 				return err
 			}
 			defer ledger.Close()
-			mux := daemon.NewMux(reg, func() error {
-				_, err := ledger.Count()
-				return err
-			})
+			mux := daemon.NewMux(reg, ledger.Check)
 			mux.Handle("/", srv)
 			ln, err := daemon.Listen(ctx, log, "tsa", listen)
 			if err != nil {
