@@ -262,3 +262,24 @@ func TestKeyDirImport(t *testing.T) {
 		t.Errorf("Import of junk succeeded")
 	}
 }
+
+// TestEnrollResubmitsUnknown: an enrollment id the CA does not know (a new
+// CA) is replaced by a new submission.
+func TestEnrollResubmitsUnknown(t *testing.T) {
+	c, cl, _ := newTestAPI(t)
+	kd := KeyDir(t.TempDir())
+	if _, err := kd.Generate(testMember, pki.UsageAuth, ""); err != nil {
+		t.Fatal(err)
+	}
+	stale := "6f1c1b0e-6a0e-4a8e-9d59-2a0f4f7f1c11"
+	if err := os.WriteFile(kd.EnrollmentPath(pki.UsageAuth), []byte(stale+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, id, err := kd.Enroll(t.Context(), cl, pki.ClientID{}, pki.UsageAuth, 0, 0)
+	if !errors.Is(err, ErrPending) || id == stale || id == "" {
+		t.Fatalf("Enroll with a stale id = %q, %v; want a new pending enrollment", id, err)
+	}
+	if p, err := c.Pending(t.Context()); err != nil || len(p) != 1 || p[0].ID != id {
+		t.Errorf("Pending = %+v, %v", p, err)
+	}
+}

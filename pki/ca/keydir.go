@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -138,6 +139,12 @@ func (d KeyDir) Enroll(ctx context.Context, client *Client, member pki.ClientID,
 	id := ""
 	if data, err := os.ReadFile(d.EnrollmentPath(usage)); err == nil {
 		id = strings.TrimSpace(string(data))
+		// A CA that no longer knows the enrollment (another CA, a new
+		// database) gets the CSR again.
+		var ae *APIError
+		if _, err := client.Get(ctx, id); errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound {
+			id = ""
+		}
 	}
 	if id == "" {
 		if id, err = client.Submit(ctx, csrPEM, member, usage); err != nil {
