@@ -94,14 +94,30 @@ func LoadDraft(dir string) (*Draft, error) {
 	if err != nil {
 		return nil, fmt.Errorf("directory: %w", err)
 	}
+	d, err := ParseDraft(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, DraftFile), err)
+	}
+	return d, nil
+}
+
+// ParseDraft decodes a draft strictly (an unknown field is an error) and
+// validates it.
+func ParseDraft(data []byte) (*Draft, error) {
 	var d Draft
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&d); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, DraftFile, err)
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("%w: data after the draft", ErrInvalid)
+	}
+	if d.Validity < 0 {
+		return nil, fmt.Errorf("%w: negative validity", ErrInvalid)
 	}
 	if err := d.validateBody(); err != nil {
-		return nil, fmt.Errorf("%s: %w", DraftFile, err)
+		return nil, err
 	}
 	return &d, nil
 }

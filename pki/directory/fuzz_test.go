@@ -2,6 +2,7 @@ package directory
 
 import (
 	"bytes"
+	"encoding/json"
 	"testing"
 	"time"
 )
@@ -72,6 +73,32 @@ func FuzzParseDocument(f *testing.F) {
 		enc2, _ := d2.Marshal()
 		if !bytes.Equal(enc, enc2) {
 			t.Errorf("not stable:\n%s\n%s", enc, enc2)
+		}
+	})
+}
+
+// FuzzParseDraft: the draft parser never panics, and a draft it accepts
+// saves to JSON it accepts again.
+func FuzzParseDraft(f *testing.F) {
+	fx := newFixture(f)
+	seed, err := json.Marshal(fx.draft)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seed)
+	f.Add([]byte(`{"version":1,"instance":"PAS","validity":"24h"}`))
+	f.Add([]byte(`{"version":1,"instance":"PAS","validity":"-1h"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d, err := ParseDraft(data)
+		if err != nil {
+			return
+		}
+		enc, err := json.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ParseDraft(enc); err != nil {
+			t.Fatalf("re-parse of %s: %v", enc, err)
 		}
 	})
 }

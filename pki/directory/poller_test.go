@@ -229,10 +229,19 @@ func TestPollerServe(t *testing.T) {
 		t.Errorf("metrics = %v, want serial 2 and a positive expiry", got)
 	}
 
-	// Run stops when its context ends.
+	// Run follows a new sign by itself, and stops when its context ends.
+	p.cfg.Interval = 20 * time.Millisecond
 	rctx, rcancel := context.WithCancel(t.Context())
 	rdone := make(chan error, 1)
 	go func() { rdone <- p.Run(rctx) }()
+	if _, err := SignDir(dir, f.signer.Key, f.signer.Chain, f.now, 0); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); p.Status().Serial != 3; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Run did not pick up serial 3 (have %d)", p.Status().Serial)
+		}
+	}
 	rcancel()
 	if err := <-rdone; err != nil {
 		t.Errorf("Run = %v", err)
