@@ -387,9 +387,9 @@ func serveDirectory(ctx context.Context, dir, listen, addrFile string) error {
 }
 
 func newDirectoryVerifyCmd() *cobra.Command {
-	var file, url, caFile, signerFile, instance string
+	var file, url, trustDir, caFile, signerFile, instance string
 	cmd := &cobra.Command{
-		Use:   "verify (--file F | --url URL) --ca FILE [--signer FILE] [--instance I]",
+		Use:   "verify (--file F | --url URL) (--trust DIR | --ca FILE [--signer FILE]) [--instance I]",
 		Short: "Verify a signed directory as a security server would, and summarize it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -402,19 +402,9 @@ func newDirectoryVerifyCmd() *cobra.Command {
 			default:
 				src = directory.HTTPSource{URL: url}
 			}
-			roots, err := pki.LoadCertificates(caFile)
+			v, err := directoryVerifier(trustDir, caFile, signerFile, instance)
 			if err != nil {
-				return fmt.Errorf("--ca: %w", err)
-			}
-			pool := x509.NewCertPool()
-			for _, c := range roots {
-				pool.AddCert(c)
-			}
-			v := &directory.Verifier{Roots: pool, Instance: instance}
-			if signerFile != "" {
-				if v.Signers, err = pki.LoadCertificates(signerFile); err != nil {
-					return fmt.Errorf("--signer: %w", err)
-				}
+				return err
 			}
 			signed, err := src.Fetch(cmd.Context())
 			if err != nil {
@@ -433,9 +423,35 @@ func newDirectoryVerifyCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&file, "file", "", "signed directory file (directory.jws)")
 	f.StringVar(&url, "url", "", "URL of a directory server (…/directory)")
-	f.StringVar(&caFile, "ca", "", "trusted CA roots (PEM), e.g. the trust directory's ca.pem")
-	f.StringVar(&signerFile, "signer", "", "pinned directory signing certificate(s) (PEM), e.g. the trust directory's directory.pem")
+	f.StringVar(&trustDir, "trust", "", "trust directory holding ca.pem and directory.pem (the pinned signer)")
+	f.StringVar(&caFile, "ca", "", "instead of --trust: trusted CA roots (PEM)")
+	f.StringVar(&signerFile, "signer", "", "with --ca: pinned directory signing certificate(s) (PEM)")
 	f.StringVar(&instance, "instance", "", "expected instance")
-	_ = cmd.MarkFlagRequired("ca")
 	return cmd
+}
+
+func directoryVerifier(trustDir, caFile, signerFile, instance string) (*directory.Verifier, error) {
+	switch {
+	case trustDir != "" && (caFile != "" || signerFile != ""):
+		return nil, errors.New("give --trust or --ca/--signer, not both")
+	case trustDir != "":
+		return directory.LoadVerifier(trustDir, instance)
+	case caFile == "":
+		return nil, errors.New("give --trust DIR or --ca FILE")
+	}
+	roots, err := pki.LoadCertificates(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	for _, c := range roots {
+		pool.AddCert(c)
+	}
+	v := &directory.Verifier{Roots: pool, Instance: instance}
+	if signerFile != "" {
+		if v.Signers, err = pki.LoadCertificates(signerFile); err != nil {
+			return nil, fmt.Errorf("--signer: %w", err)
+		}
+	}
+	return v, nil
 }

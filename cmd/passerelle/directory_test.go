@@ -82,6 +82,19 @@ func TestDirectoryCLI(t *testing.T) {
 	if err != nil || !strings.Contains(out, "serial 1") || !strings.Contains(out, "1 servers") {
 		t.Fatalf("verify = %v\n%s", err, out)
 	}
+	trust := filepath.Join(tmp, "trust")
+	if err := os.Mkdir(trust, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(trust, directory.TrustCAFile), pki.EncodeCertificatesPEM(ca.Cert))
+	writeFile(t, filepath.Join(trust, directory.TrustSignerFile), pki.EncodeCertificatesPEM(signer.Cert))
+	if out, err := runDirectory(t, ctx, "verify", "--file", filepath.Join(dir, directory.SignedFile), "--trust", trust); err != nil {
+		t.Fatalf("verify --trust = %v\n%s", err, out)
+	}
+	writeFile(t, filepath.Join(trust, directory.TrustSignerFile), pki.EncodeCertificatesPEM(srv.Cert))
+	if _, err := runDirectory(t, ctx, "verify", "--file", filepath.Join(dir, directory.SignedFile), "--trust", trust); err == nil {
+		t.Error("verify with another pinned signer succeeded")
+	}
 	if _, err := runDirectory(t, ctx, "set", "--dir", dir, "--replay-window", "1500ms"); err == nil {
 		t.Error("set --replay-window 1500ms succeeded, want an error")
 	}

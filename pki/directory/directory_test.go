@@ -5,6 +5,8 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -322,4 +324,38 @@ func TestDraftRefusesInconsistency(t *testing.T) {
 
 func x509VerifyOptions(d *Document) x509.VerifyOptions {
 	return x509.VerifyOptions{Roots: d.RootPool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}
+}
+
+func TestLoadVerifier(t *testing.T) {
+	f := newFixture(t)
+	dir := t.TempDir()
+	if _, err := LoadVerifier(dir, "PAS"); err == nil {
+		t.Error("LoadVerifier(empty dir) succeeded")
+	}
+	write := func(name string, data []byte) {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(TrustCAFile, pki.EncodeCertificatesPEM(f.ca.Cert))
+	if _, err := LoadVerifier(dir, "PAS"); err == nil {
+		t.Error("LoadVerifier without directory.pem succeeded, want the pin required")
+	}
+	write(TrustSignerFile, pki.EncodeCertificatesPEM(f.signer.Cert))
+	v, err := LoadVerifier(dir, "PAS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Now = func() time.Time { return f.now }
+	if _, err := v.Verify(f.sign(t)); err != nil {
+		t.Errorf("Verify = %v", err)
+	}
+	other := f.ca.Issue(t, pki.ClientID{}, pki.UsageDirectory)
+	signed, _, err := f.draft.Sign(other.Key, other.Chain, f.now, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(signed); !errors.Is(err, ErrUntrustedSigner) {
+		t.Errorf("Verify(unpinned signer) = %v, want ErrUntrustedSigner", err)
+	}
 }
