@@ -139,7 +139,7 @@ func TestAppendGetRoundTrip(t *testing.T) {
 			}
 			wantDigest := sha256.Sum256(in.Body)
 			checks := []struct {
-				field    string
+				field     string
 				got, want any
 			}{
 				{"ID", got.ID, id},

@@ -169,7 +169,7 @@ type Timestamp struct {
 	Path      [][]byte  // Merkle audit path from the leaf to the batch root
 	BatchSize uint64    // number of hashes in the batch
 	Index     uint64    // this hash's index in the batch
-	Time      time.Time // the token's genTime (UTC), for display and retention
+	Time      time.Time // the token's genTime (UTC), for display
 }
 
 // Receipt is the hash registry's evidence that a message hash was appended.
