@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -219,7 +220,7 @@ func ParseDocument(data []byte) (*Document, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("%w: data after the document", ErrInvalid)
 	}
-	if err := d.Validate(); err != nil {
+	if err := d.prepare(); err != nil {
 		return nil, err
 	}
 	return &d, nil
@@ -228,9 +229,17 @@ func ParseDocument(data []byte) (*Document, error) {
 // Marshal encodes the document as the JSON that Sign signs.
 func (d *Document) Marshal() ([]byte, error) { return json.Marshal(d) }
 
-// Validate checks the document's content and, when it is consistent, builds
-// the lookup index. It checks no signature and no time.
+// Validate checks the document's content, without side effects. It checks
+// no signature and no time.
 func (d *Document) Validate() error {
+	c := *d
+	c.CAs, c.TSAs = slices.Clone(d.CAs), slices.Clone(d.TSAs)
+	return c.prepare()
+}
+
+// prepare validates the document and, when it is consistent, builds the
+// lookup index and parses the certificates.
+func (d *Document) prepare() error {
 	if err := d.validateBody(); err != nil {
 		return err
 	}
@@ -246,7 +255,8 @@ func (d *Document) Validate() error {
 	return nil
 }
 
-// validateBody checks everything but serial and times (a draft has none).
+// validateBody checks everything but serial and times (a draft has none),
+// and builds the index.
 func (d *Document) validateBody() error {
 	if d.Version != FormatVersion {
 		return fmt.Errorf("%w %d (want %d)", ErrUnsupportedVersion, d.Version, FormatVersion)

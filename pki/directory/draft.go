@@ -288,6 +288,10 @@ func (d *Draft) Sign(key crypto.Signer, chain []*x509.Certificate, now time.Time
 	if err != nil {
 		return nil, nil, err
 	}
+	doc.CAs, doc.TSAs = slices.Clone(doc.CAs), slices.Clone(doc.TSAs)
+	if err := doc.prepare(); err != nil {
+		return nil, nil, err
+	}
 	d.Serial = doc.Serial
 	return signed, &doc, nil
 }
