@@ -38,7 +38,7 @@
 //
 // Buckets: records (id → record), msgid (uvarint(len) ‖ message id ‖ id),
 // hash (hash ‖ id), time (time ‖ id, for retention), pending (id → flags ‖
-// hash, for records still missing a timestamp or receipt), stamps (hash →
+// hash ‖ time, for records still missing a timestamp or receipt), stamps (hash →
 // timestamp), receipts (hash → receipt) and meta (schema version, highest
 // id, counters). Ids and times are 8-byte big-endian; times are Unix
 // nanoseconds with the sign bit flipped so that they sort.

@@ -92,7 +92,7 @@ var (
 	bMsgID    = []byte("msgid")    // uvarint(len) msgid id -> nil
 	bHash     = []byte("hash")     // hash id -> nil
 	bTime     = []byte("time")     // time id -> nil
-	bPending  = []byte("pending")  // id -> flags hash
+	bPending  = []byte("pending")  // id -> flags hash time
 	bStamps   = []byte("stamps")   // hash -> encoded Timestamp
 	bReceipts = []byte("receipts") // hash -> encoded Receipt
 	bMeta     = []byte("meta")     // counters
@@ -415,8 +415,12 @@ func (l *Log) storeBody(rec *Record, r io.Reader, files *[]string, fbytes *uint6
 		} else {
 			path := l.blobPath(rec.ID, "body")
 			*files = append(*files, path)
+			src := &errReader{r: r}
 			var err error
-			if n, err = writeBlob(path, io.MultiReader(bytes.NewReader(w.Bytes()), r), h); err != nil {
+			if n, err = writeBlob(path, io.MultiReader(bytes.NewReader(w.Bytes()), src), h); err != nil {
+				if src.err != nil {
+					return fmt.Errorf("messagelog: read body: %w", src.err)
+				}
 				return storageErr(err)
 			}
 			rec.BodyStorage = StoredFile
@@ -598,7 +602,7 @@ func (l *Log) apply(tx *bolt.Tx, o *op, c *counters) error {
 			c.PendingReceipt++
 		}
 		if flags != 0 {
-			if err := tx.Bucket(bPending).Put(key, cat([]byte{flags}, o.hash[:])); err != nil {
+			if err := tx.Bucket(bPending).Put(key, cat(cat([]byte{flags}, o.hash[:]), timeKey(o.rec.Time))); err != nil {
 				return err
 			}
 		}
@@ -715,6 +719,10 @@ func timeKey(t time.Time) []byte {
 	return u64(uint64(t.UnixNano()) ^ (1 << 63))
 }
 
+func timeFromKey(k []byte) time.Time {
+	return time.Unix(0, int64(binary.BigEndian.Uint64(k)^(1<<63))).UTC()
+}
+
 // idsWithPrefix returns the record ids of index keys "prefix || id".
 func idsWithPrefix(b *bolt.Bucket, prefix []byte) []uint64 {
 	var ids []uint64
@@ -725,4 +733,19 @@ func idsWithPrefix(b *bolt.Bucket, prefix []byte) []uint64 {
 		}
 	}
 	return ids
+}
+
+// errReader remembers the error of the reader it wraps, so that a failing
+// body source (a client gone) is not reported as a storage failure.
+type errReader struct {
+	r   io.Reader
+	err error
+}
+
+func (e *errReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF {
+		e.err = err
+	}
+	return n, err
 }

@@ -369,7 +369,7 @@ func TestAttach(t *testing.T) {
 		}
 		return m
 	}
-	if p := pending(); len(p) != 3 || !p[aID].NeedsTimestamp || !p[aID].NeedsReceipt || p[bID].Hash != hb {
+	if p := pending(); len(p) != 3 || !p[aID].NeedsTimestamp || !p[aID].NeedsReceipt || p[bID].Hash != hb || !p[bID].Time.Equal(b.Time) {
 		t.Fatalf("Pending before attach = %+v", p)
 	}
 
@@ -772,5 +772,51 @@ func TestConfigValidate(t *testing.T) {
 				t.Errorf("Validate() = %v, want ok %v", err, tt.ok)
 			}
 		})
+	}
+}
+
+func TestFullRemovesBlobFiles(t *testing.T) {
+	l := openLog(t, Config{MaxDBSize: 64 << 10, InlineThreshold: 512})
+	var acked int
+	var err error
+	for i := range 1000 {
+		if _, err = l.Append(t.Context(), request(i, 400, 2000)); err != nil {
+			break
+		}
+		acked++
+	}
+	if !errors.Is(err, ErrFull) {
+		t.Fatalf("Append past MaxDBSize = %v, want ErrFull", err)
+	}
+	if n := len(blobFiles(t, l)); n != acked {
+		t.Errorf("blob files = %d after %d acknowledged appends and a refused one, want %d", n, acked, acked)
+	}
+}
+
+type failingReader struct{ n int }
+
+var errClientGone = errors.New("client gone")
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	if f.n <= 0 {
+		return 0, errClientGone
+	}
+	n := min(len(p), f.n)
+	f.n -= n
+	return n, nil
+}
+
+func TestAppendStreamReadError(t *testing.T) {
+	l := openLog(t, Config{InlineThreshold: 100})
+	for _, size := range []int{50, 5000} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			_, err := l.AppendStream(t.Context(), request(1, 10, 0), &failingReader{n: size})
+			if !errors.Is(err, errClientGone) || errors.Is(err, ErrStorage) {
+				t.Errorf("AppendStream(failing body) = %v, want the read error, not ErrStorage", err)
+			}
+		})
+	}
+	if n := len(blobFiles(t, l)); n != 0 {
+		t.Errorf("blob files after failed appends = %d, want 0", n)
 	}
 }

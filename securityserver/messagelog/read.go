@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -177,6 +178,7 @@ func (l *Log) OpenBody(ctx context.Context, r *Record) (io.ReadCloser, error) {
 type PendingEntry struct {
 	ID             uint64
 	Hash           Hash
+	Time           time.Time // the record's time: how long it has waited
 	NeedsTimestamp bool
 	NeedsReceipt   bool
 }
@@ -202,10 +204,15 @@ func (l *Log) Pending(ctx context.Context, fn func(PendingEntry) error) error {
 				k, v = c.Next()
 			}
 			for ; k != nil && len(page) < pendingPage; k, v = c.Next() {
-				if len(k) != 8 || len(v) != 1+len(Hash{}) {
+				if len(k) != 8 || len(v) != 1+len(Hash{})+8 {
 					return fmt.Errorf("%w: pending entry %x", ErrCorrupt, k)
 				}
-				e := PendingEntry{ID: binary.BigEndian.Uint64(k), NeedsTimestamp: v[0]&needTimestamp != 0, NeedsReceipt: v[0]&needReceipt != 0}
+				e := PendingEntry{
+					ID:             binary.BigEndian.Uint64(k),
+					Time:           timeFromKey(v[1+len(Hash{}):]),
+					NeedsTimestamp: v[0]&needTimestamp != 0,
+					NeedsReceipt:   v[0]&needReceipt != 0,
+				}
 				copy(e.Hash[:], v[1:])
 				page = append(page, e)
 			}
