@@ -138,7 +138,7 @@ type Log struct {
 	stateMu sync.Mutex
 	state   counters // mirror of the persisted counters
 
-	appended, appendFailures, commits, committedOps, deleted atomic.Uint64
+	appended, appendFailures, commits, committedOps, deleted, commitNanos atomic.Uint64
 }
 
 type opKind uint8
@@ -550,6 +550,7 @@ func (l *Log) commit(batch []*op) {
 // update commits ops in one transaction.
 func (l *Log) update(ops []*op) error {
 	var c counters
+	start := time.Now()
 	err := l.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bMeta)
 		c = readCounters(meta)
@@ -571,6 +572,7 @@ func (l *Log) update(ops []*op) error {
 		return storageErr(err)
 	}
 	l.setState(c)
+	l.commitNanos.Add(uint64(time.Since(start)))
 	l.commits.Add(1)
 	l.committedOps.Add(uint64(len(ops)))
 	return nil

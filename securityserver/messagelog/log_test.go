@@ -636,12 +636,30 @@ func TestList(t *testing.T) {
 }
 
 func TestConcurrentAppends(t *testing.T) {
+	tests := []struct {
+		name     string
+		maxBatch int
+		writers  int
+		each     int
+	}{
+		{"default batch", 0, 64, 20},
+		{"batch of 3", 3, 16, 10},
+		{"no batching", 1, 8, 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			testConcurrentAppends(t, tt.maxBatch, tt.writers, tt.each)
+		})
+	}
+}
+
+func testConcurrentAppends(t *testing.T, maxBatch, writers, each int) {
 	dir := t.TempDir()
-	l, err := Open(t.Context(), Config{Dir: dir, InlineThreshold: 512})
+	cfg := Config{Dir: dir, InlineThreshold: 512, MaxBatch: maxBatch, Logger: slog.New(slog.DiscardHandler)}
+	l, err := Open(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	const writers, each = 64, 20
 	ids := make([][]uint64, writers)
 	var wg sync.WaitGroup
 	for w := range writers {
@@ -659,14 +677,19 @@ func TestConcurrentAppends(t *testing.T) {
 	}
 	wg.Wait()
 	st := l.Stats()
-	t.Logf("%d appends in %d commits", st.Appended, st.Commits)
-	if st.Appended != writers*each || st.Commits >= st.Appended {
-		t.Errorf("Stats() = %+v, want %d appends in fewer commits", st, writers*each)
+	t.Logf("%d appends in %d commits (%v)", st.Appended, st.Commits, st.CommitTime)
+	switch {
+	case st.Appended != uint64(writers*each):
+		t.Errorf("Stats().Appended = %d, want %d", st.Appended, writers*each)
+	case maxBatch == 1 && st.Commits != st.Appended:
+		t.Errorf("MaxBatch 1: %d commits for %d appends", st.Commits, st.Appended)
+	case maxBatch != 1 && st.Commits >= st.Appended:
+		t.Errorf("%d commits for %d appends: no batching", st.Commits, st.Appended)
 	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	l = openLog(t, Config{Dir: dir, InlineThreshold: 512})
+	l = openLog(t, cfg)
 	seen := map[uint64]bool{}
 	for w := range writers {
 		for i, id := range ids[w] {
@@ -683,6 +706,18 @@ func TestConcurrentAppends(t *testing.T) {
 			if r.MessageID != want.MessageID || !bytes.Equal(r.Signed, want.Signed) {
 				t.Errorf("record %d = %s, want %s", id, r.MessageID, want.MessageID)
 			}
+		}
+	}
+}
+
+func TestParseHash(t *testing.T) {
+	h := HashOf([]byte("x"))
+	if got, err := ParseHash(h.String()); err != nil || got != h {
+		t.Errorf("ParseHash(%s) = %v, %v", h, got, err)
+	}
+	for _, s := range []string{"", "zz", h.String()[:62], h.String() + "00"} {
+		if _, err := ParseHash(s); !errors.Is(err, ErrInvalid) {
+			t.Errorf("ParseHash(%q) = %v, want ErrInvalid", s, err)
 		}
 	}
 }

@@ -243,11 +243,12 @@ type Stats struct {
 	DBFileSize       int64  // size of the database file
 
 	// Since Open:
-	Appended       uint64 // records appended
-	AppendFailures uint64 // Appends that failed (invalid, storage, cancelled)
-	Commits        uint64 // write transactions of the group committer
-	CommittedOps   uint64 // appends and attachments in those; CommittedOps/Commits is the mean batch
-	Deleted        uint64 // records removed by Cleanup
+	Appended       uint64        // records appended
+	AppendFailures uint64        // Appends that failed (invalid, storage, cancelled)
+	Commits        uint64        // write transactions of the group committer
+	CommittedOps   uint64        // appends and attachments in those; CommittedOps/Commits is the mean batch
+	CommitTime     time.Duration // total time in those transactions, fsync included
+	Deleted        uint64        // records removed by Cleanup
 }
 
 // Stats returns current counts; cheap, no I/O but a stat of the database file.
@@ -265,6 +266,7 @@ func (l *Log) Stats() Stats {
 		AppendFailures:   l.appendFailures.Load(),
 		Commits:          l.commits.Load(),
 		CommittedOps:     l.committedOps.Load(),
+		CommitTime:       time.Duration(l.commitNanos.Load()),
 		Deleted:          l.deleted.Load(),
 	}
 	if fi, err := os.Stat(l.db.Path()); err == nil {

@@ -107,6 +107,15 @@ type Hash [sha256.Size]byte
 // HashOf returns the hash of a signed message.
 func HashOf(signed []byte) Hash { return sha256.Sum256(signed) }
 
+// ParseHash parses a hash in hex (as [Hash.String] prints it).
+func ParseHash(s string) (Hash, error) {
+	h, err := parseHash(s)
+	if err != nil {
+		return Hash{}, fmt.Errorf("%w: hash must be %d hex digits", ErrInvalid, 2*len(h))
+	}
+	return h, nil
+}
+
 // String returns the hash in lower-case hex.
 func (h Hash) String() string { return fmt.Sprintf("%x", h[:]) }
 
