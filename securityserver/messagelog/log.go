@@ -399,8 +399,11 @@ func (l *Log) storeBody(rec *Record, r io.Reader, files *[]string, fbytes *uint6
 		}
 	} else {
 		// Read up to the threshold in memory; spill to a file beyond it.
-		buf := make([]byte, 0, min(l.cfg.InlineThreshold+1, 64<<10))
-		w := bytes.NewBuffer(buf)
+		size := 4 << 10
+		if lr, ok := r.(interface{ Len() int }); ok {
+			size = lr.Len()
+		}
+		w := bytes.NewBuffer(make([]byte, 0, min(size, l.cfg.InlineThreshold)+1))
 		m, err := io.CopyN(w, r, int64(l.cfg.InlineThreshold)+1)
 		if err != nil && err != io.EOF {
 			return fmt.Errorf("messagelog: read body: %w", err)
