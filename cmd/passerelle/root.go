@@ -16,6 +16,7 @@ func newRootCmd() *cobra.Command {
 		newTSACmd(),
 		newRegistryCmd(),
 		newDirectoryCmd(),
+		newServerCmd(),
 		newAuditCmd(),
 	)
 	return root

@@ -1,0 +1,109 @@
+package securityserver
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/passerelle/passerelle/hashregistry/client"
+	"github.com/passerelle/passerelle/pki"
+	"github.com/passerelle/passerelle/pki/directory"
+	"github.com/passerelle/passerelle/rest"
+	"github.com/passerelle/passerelle/securityserver/messagelog"
+	"github.com/passerelle/passerelle/timestamp"
+)
+
+// Headers Passerelle adds between security servers, besides
+// rest.HeaderSignature. Receivers strip them before passing a message on.
+const (
+	// HeaderAuthOCSP carries the consumer server's OCSP response (DER,
+	// standard base64) for its TLS client certificate: Go's TLS server does
+	// not expose a client's stapled response.
+	HeaderAuthOCSP = "Passerelle-Auth-Ocsp"
+)
+
+// record logs a signed message durably and hands its hash to the timestamp
+// batcher and the registry outbox, all three in parallel; it returns once
+// all three hold it durably, so that whatever the caller acknowledges next
+// is logged and on its way to the timestamp and the registry.
+func (s *Server) record(ctx context.Context, rec messagelog.Record, body io.Reader) (messagelog.Hash, error) {
+	h := messagelog.HashOf(rec.Signed)
+	rec.Hash = h
+	var g errgroup.Group
+	g.Go(func() error {
+		_, err := s.mlog.AppendStream(ctx, rec, body)
+		return err
+	})
+	g.Go(func() error { return s.batcher.Add(ctx, timestamp.Hash(h)) })
+	g.Go(func() error { return s.outbox.Submit(ctx, []client.Item{registryItem(h, rec.Kind)}) })
+	return h, g.Wait()
+}
+
+func chainDER(chain []*x509.Certificate) [][]byte {
+	out := make([][]byte, len(chain))
+	for i, c := range chain {
+		out[i] = c.Raw
+	}
+	return out
+}
+
+// checkOperational refuses traffic when the directory has expired or the
+// TSA has been unreachable for longer than the failure period. origin says
+// which side is refusing.
+func (s *Server) checkOperational(origin rest.Origin) (*directory.Document, error) {
+	doc, err := s.dir.Current()
+	if err != nil {
+		return nil, rest.NewError(origin, rest.CodeOutdatedGlobalConf,
+			"the security server's copy of the federation directory is expired or missing", err)
+	}
+	if age := s.batcher.PendingAge(); age > doc.Params.TimestampFailurePeriod() {
+		return nil, rest.NewError(origin, rest.CodeTimestamperFailed,
+			"messages cannot be timestamped: the time-stamping authority has been unreachable for longer than the failure period", nil)
+	}
+	return doc, nil
+}
+
+// writeError is the one place where the server's REST errors reach a
+// client: logged with the message id and the internal cause, written with
+// the public message only.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error, origin rest.Origin) {
+	mode := rest.ErrorMode{Strict: s.cfg.StrictXRoadErrors, Origin: origin}
+	e := rest.AsError(err, mode)
+	level := slog.LevelWarn
+	if !e.IsClientError() && e.StatusFor(mode) >= 500 {
+		level = slog.LevelError
+	}
+	log.Log(r.Context(), level, "request refused", "type", e.Type, "detail", e.Detail, "status", e.StatusFor(mode), "err", errString(e.Err))
+	s.m.result(origin, e.Type)
+	rest.WriteError(w, r, e, mode)
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// copyHeaders sets h's values on dst, replacing what dst had for those names.
+func copyHeaders(dst, h http.Header) {
+	for k, v := range h {
+		dst[k] = v
+	}
+}
+
+var errNoFreshOCSP = errors.New("no fresh OCSP response for the server's own certificate")
+
+// memberOf is the member a certificate chain's leaf is bound to.
+func memberOf(chain []*x509.Certificate) pki.ClientID {
+	if len(chain) == 0 {
+		return pki.ClientID{}
+	}
+	m, _ := pki.MemberFromCert(chain[0])
+	return m
+}

@@ -1,0 +1,80 @@
+package securityserver
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/passerelle/passerelle/rest"
+)
+
+// metrics are the security server's own Prometheus metrics; labels are
+// bounded (services come from the configuration, error types from the code).
+type metrics struct {
+	exchanges *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	errors    *prometheus.CounterVec
+}
+
+func newMetrics(s *Server) (*metrics, error) {
+	m := &metrics{
+		exchanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "passerelle_exchanges_total", Help: "Exchanges completed, by side, service and HTTP status class.",
+		}, []string{"side", "service", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "passerelle_exchange_seconds", Help: "Time to complete an exchange, by side.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"side"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "passerelle_errors_total", Help: "Requests refused, by origin and X-Road error type.",
+		}, []string{"origin", "type"}),
+	}
+	gauges := []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "passerelle_timestamp_pending", Help: "Message hashes waiting for a timestamp."},
+			func() float64 { return float64(s.batcher.Pending()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "passerelle_timestamp_pending_age_seconds", Help: "Age of the oldest message hash waiting for a timestamp."},
+			func() float64 { return s.batcher.PendingAge().Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "passerelle_registry_backlog", Help: "Message hashes waiting for the hash registry."},
+			func() float64 { n, _ := s.outbox.Backlog(); return float64(n) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "passerelle_registry_backlog_age_seconds", Help: "Age of the oldest message hash waiting for the hash registry."},
+			func() float64 {
+				if _, t := s.outbox.Backlog(); !t.IsZero() {
+					return time.Since(t).Seconds()
+				}
+				return 0
+			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "passerelle_ocsp_sign_age_seconds", Help: "Age of the OCSP response stapled to signatures (-1: none)."},
+			func() float64 { return s.signStapler.Age().Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "passerelle_ocsp_auth_age_seconds", Help: "Age of the OCSP response stapled to TLS (-1: none)."},
+			func() float64 { return s.authStapler.Age().Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "passerelle_certificate_sign_expiry_seconds", Help: "Time until the signing certificate expires."},
+			func() float64 { return time.Until(s.sign.chain[0].NotAfter).Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "passerelle_certificate_auth_expiry_seconds", Help: "Time until the TLS certificate expires."},
+			func() float64 { return time.Until(s.auth.chain[0].NotAfter).Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "passerelle_messagelog_records", Help: "Records in the message log."},
+			func() float64 { return float64(s.mlog.Stats().Records) }),
+	}
+	for _, c := range append(gauges, m.exchanges, m.latency, m.errors) {
+		if err := s.reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+
+func (m *metrics) exchange(side, service string, status int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.exchanges.WithLabelValues(side, service, strconv.Itoa(status/100)+"xx").Inc()
+	m.latency.WithLabelValues(side).Observe(d.Seconds())
+}
+
+func (m *metrics) result(origin rest.Origin, typ string) {
+	if m == nil {
+		return
+	}
+	m.errors.WithLabelValues(string(origin), typ).Inc()
+}
