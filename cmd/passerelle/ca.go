@@ -132,10 +132,10 @@ func caHandler(c *ca.CA, log *slog.Logger, reg *prometheus.Registry, delegate *o
 		_, err := c.Settings(ctx)
 		return err
 	})
-	mux.Handle("/ocsp", responder)
-	mux.Handle("/ocsp/", responder)
 	mux.Handle("/api/v1/", api)
-	return mux, nil
+	// Route, not the mux, dispatches /ocsp: ServeMux cleans paths, which
+	// would corrupt a GET request's base64 containing "//".
+	return responder.Route(mux), nil
 }
 
 func newCAServeCmd() *cobra.Command {
