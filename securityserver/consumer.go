@@ -29,6 +29,10 @@ func (s *Server) serveConsumer(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	const origin = rest.OriginClientProxy
 	log := s.log.With("side", "consumer")
+	if isSOAPRequest(r) {
+		s.serveSOAPConsumer(w, r)
+		return
+	}
 	req, err := rest.ParseRequest(r)
 	if err != nil {
 		s.writeError(w, r, log, err, origin)

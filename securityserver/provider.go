@@ -34,6 +34,10 @@ func (s *Server) serveProvider(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, log, rest.ServerProxyError(rest.CodeSslAuthenticationFailed, "a client certificate is required", nil), origin)
 		return
 	}
+	if isSOAPRequest(r) {
+		s.serveSOAPProvider(w, r)
+		return
+	}
 	reqJWS := r.Header.Get(rest.HeaderSignature)
 	authOCSP := r.Header.Get(HeaderAuthOCSP)
 	r.Header.Del(rest.HeaderSignature)
