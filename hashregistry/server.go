@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/passerelle/passerelle/pki"
+	"github.com/passerelle/passerelle/pki/verify"
 	pb "github.com/passerelle/passerelle/proto/hashregistry/v1"
 )
 
@@ -26,9 +27,39 @@ import (
 var (
 	// ErrNoClientCert: the call carried no verified TLS client certificate.
 	ErrNoClientCert = errors.New("hashregistry: no verified client certificate")
-	// ErrNotMember: the client certificate binds no member, or was refused.
+	// ErrNotMember: the client certificate binds no member, or was refused
+	// (revoked, expired, wrong usage).
 	ErrNotMember = errors.New("hashregistry: client certificate is not an enrolled member's")
+	// ErrStatusUnavailable: the submitter's revocation status could not be
+	// established (OCSP responder unreachable, no fresh response). The
+	// append is refused, fail closed, but may be retried.
+	ErrStatusUnavailable = errors.New("hashregistry: revocation status of the client certificate unavailable")
 )
+
+// ChainVerifier validates a submitter's certificate chain, including its
+// revocation status, and returns the member it binds. *verify.Verifier (of
+// pki/verify, configured with an OCSP client) is the implementation; it
+// must be safe for concurrent use and should cache, so that an append does
+// not cost an OCSP query.
+type ChainVerifier interface {
+	Verify(ctx context.Context, chain []*x509.Certificate, ocspDER []byte, usage pki.Usage) (pki.ClientID, error)
+}
+
+// CheckRevocation returns a ServerConfig.CheckChain that refuses an append
+// unless v accepts the chain as a member's TLS certificate (pki.UsageAuth)
+// that is not revoked. v fetches the leaf's OCSP response itself (members
+// do not staple one to gRPC calls); an unreachable responder or a stale
+// response is ErrStatusUnavailable, a revoked or otherwise refused
+// certificate any other error (which the server reports as ErrNotMember).
+func CheckRevocation(v ChainVerifier) func(ctx context.Context, chain []*x509.Certificate) error {
+	return func(ctx context.Context, chain []*x509.Certificate) error {
+		_, err := v.Verify(ctx, chain, nil, pki.UsageAuth)
+		if errors.Is(err, verify.ErrStaleOCSP) {
+			return fmt.Errorf("%w: %w", ErrStatusUnavailable, err)
+		}
+		return err
+	}
+}
 
 // MaxEntriesPerRead bounds GetEntries.
 const MaxEntriesPerRead = 1024
@@ -38,9 +69,9 @@ type ServerConfig struct {
 	Log    *Log
 	Logger *slog.Logger
 	// CheckChain, when set, is called with the verified client chain (leaf
-	// first) before an append, e.g. to check revocation; an error refuses
-	// the append. The TLS layer has already verified the chain against the
-	// trust roots.
+	// first) before an append, to check revocation (CheckRevocation); an
+	// error refuses the append. The TLS layer has already verified the
+	// chain against the trust roots. A real registry always sets it.
 	CheckChain func(ctx context.Context, chain []*x509.Certificate) error
 }
 
@@ -101,6 +132,8 @@ func (s *Server) errorInterceptor(ctx context.Context, req any, info *grpc.Unary
 	switch {
 	case errors.Is(err, ErrNoClientCert):
 		code, msg = codes.Unauthenticated, "a member's TLS client certificate is required"
+	case errors.Is(err, ErrStatusUnavailable):
+		code, msg = codes.Unavailable, "the client certificate's revocation status is unavailable; retry later"
 	case errors.Is(err, ErrNotMember):
 		code, msg = codes.PermissionDenied, "the client certificate is not an enrolled member's"
 	case errors.Is(err, ErrInvalid):
@@ -140,7 +173,9 @@ func (s *Server) member(ctx context.Context) (pki.ClientID, error) {
 		return pki.ClientID{}, fmt.Errorf("%w: %w", ErrNotMember, err)
 	}
 	if s.cfg.CheckChain != nil {
-		if err := s.cfg.CheckChain(ctx, chain); err != nil {
+		if err := s.cfg.CheckChain(ctx, chain); errors.Is(err, ErrStatusUnavailable) {
+			return pki.ClientID{}, err
+		} else if err != nil {
 			return pki.ClientID{}, fmt.Errorf("%w: %w", ErrNotMember, err)
 		}
 	}

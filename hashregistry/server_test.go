@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net"
 	"net/http"
@@ -34,6 +35,13 @@ type testRegistry struct {
 
 func startRegistry(t testing.TB, path string, k testKeys, opts ...func(*Config)) *testRegistry {
 	t.Helper()
+	return startRegistryWith(t, path, k, pkitest.NewCA(t, "test federation"), nil, opts...)
+}
+
+// startRegistryWith starts a registry whose members chain to ca, with check
+// as ServerConfig.CheckChain.
+func startRegistryWith(t testing.TB, path string, k testKeys, ca *pkitest.CA, check func(context.Context, []*x509.Certificate) error, opts ...func(*Config)) *testRegistry {
+	t.Helper()
 	cfg := Config{Path: path, Signer: k.signer, Verifier: k.verifier}
 	for _, o := range opts {
 		o(&cfg)
@@ -42,9 +50,8 @@ func startRegistry(t testing.TB, path string, k testKeys, opts ...func(*Config))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca := pkitest.NewCA(t, "test federation")
 	srvCert := ca.Issue(t, pki.ClientID{}, pki.UsageRegistry)
-	s, err := NewServer(ServerConfig{Log: l})
+	s, err := NewServer(ServerConfig{Log: l, CheckChain: check})
 	if err != nil {
 		t.Fatal(err)
 	}

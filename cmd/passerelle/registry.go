@@ -21,6 +21,8 @@ import (
 	"github.com/passerelle/passerelle/hashregistry"
 	"github.com/passerelle/passerelle/internal/daemon"
 	"github.com/passerelle/passerelle/pki"
+	"github.com/passerelle/passerelle/pki/ocsp"
+	"github.com/passerelle/passerelle/pki/verify"
 )
 
 // Files in a registry directory.
@@ -116,6 +118,7 @@ func newRegistryInitCmd() *cobra.Command {
 
 func newRegistryServeCmd() *cobra.Command {
 	var dir, grpcAddr, httpAddr, trust, addrFile string
+	var ocspMaxAge time.Duration
 	cmd := &cobra.Command{
 		Use:   "serve --dir DIR --grpc ADDR --http ADDR --trust DIR",
 		Short: "Serve the registry: gRPC appends and reads over mTLS, HTTP C2SP tiles, /healthz, /metrics",
@@ -124,7 +127,12 @@ func newRegistryServeCmd() *cobra.Command {
 			if dir == "" || trust == "" {
 				return errors.New("--dir and --trust are required")
 			}
-			return serveRegistry(cmd.Context(), dir, grpcAddr, httpAddr, trust, addrFile)
+			if ocspMaxAge <= 0 || ocspMaxAge > ocsp.DefaultMaxAge {
+				return fmt.Errorf("--ocsp-max-age %v: want more than 0 and at most the federation's freshness limit %v", ocspMaxAge, ocsp.DefaultMaxAge)
+			}
+			return serveRegistry(cmd.Context(), registryServeConfig{
+				dir: dir, grpcAddr: grpcAddr, httpAddr: httpAddr, trust: trust, addrFile: addrFile, ocspMaxAge: ocspMaxAge,
+			})
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "registry directory (from registry init, with tls.pem)")
@@ -132,7 +140,19 @@ func newRegistryServeCmd() *cobra.Command {
 	cmd.Flags().StringVar(&httpAddr, "http", "127.0.0.1:8081", "HTTP read API (tiles, /healthz, /metrics) listen address")
 	cmd.Flags().StringVar(&trust, "trust", "", "trust directory holding ca.pem, the roots members' certificates chain to")
 	cmd.Flags().StringVar(&addrFile, "addr-file", "", "write the bound addresses (keys grpc, http) as JSON here")
+	cmd.Flags().DurationVar(&ocspMaxAge, "ocsp-max-age", defaultRegistryOCSPMaxAge,
+		"how long a submitter's OCSP answer is reused before the registry asks again: the longest a revoked member can still append")
 	return cmd
+}
+
+// defaultRegistryOCSPMaxAge tightens the federation's OCSP freshness (1 h)
+// for the registry, which fetches members' OCSP responses itself: one query
+// per member certificate every 5 minutes, and a revocation bites within 5.
+const defaultRegistryOCSPMaxAge = 5 * time.Minute
+
+type registryServeConfig struct {
+	dir, grpcAddr, httpAddr, trust, addrFile string
+	ocspMaxAge                               time.Duration
 }
 
 // loadNoteSigner reads a note signing key file and refuses one readable by
@@ -196,7 +216,8 @@ func loadPool(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-func serveRegistry(ctx context.Context, dir, grpcAddr, httpAddr, trust, addrFile string) error {
+func serveRegistry(ctx context.Context, c registryServeConfig) error {
+	dir, trust := c.dir, c.trust
 	log := daemon.Logger()
 	signer, err := loadNoteSigner(filepath.Join(dir, registrySigningKey))
 	if err != nil {
@@ -224,21 +245,31 @@ func serveRegistry(ctx context.Context, dir, grpcAddr, httpAddr, trust, addrFile
 	defer l.Close()
 	cp, _ := l.Checkpoint()
 	log.Info("log verified against its signed checkpoint", "origin", cp.Origin, "size", cp.Size, "root", cp.Hash.String(), "took", time.Since(start).String())
-	// TODO: revocation through pki/verify once it exists (ServerConfig.CheckChain).
-	srv, err := hashregistry.NewServer(hashregistry.ServerConfig{Log: l, Logger: log})
+	// Appends need a member certificate that chains to the trust roots (the
+	// TLS layer) and is not revoked: pki/verify fetches the leaf's OCSP
+	// response and caches it per certificate until it is older than
+	// --ocsp-max-age, so appends do not cost an OCSP query each.
+	members, err := verify.New(verify.Config{
+		Roots: roots, OCSPMaxAge: c.ocspMaxAge,
+		FetchOCSP: ocsp.NewClient(ocsp.ClientConfig{MaxAge: c.ocspMaxAge}),
+	})
 	if err != nil {
 		return err
 	}
-	gln, err := daemon.Listen(ctx, log, "grpc", grpcAddr)
+	srv, err := hashregistry.NewServer(hashregistry.ServerConfig{Log: l, Logger: log, CheckChain: hashregistry.CheckRevocation(members)})
 	if err != nil {
 		return err
 	}
-	hln, err := daemon.Listen(ctx, log, "http", httpAddr)
+	gln, err := daemon.Listen(ctx, log, "grpc", c.grpcAddr)
+	if err != nil {
+		return err
+	}
+	hln, err := daemon.Listen(ctx, log, "http", c.httpAddr)
 	if err != nil {
 		gln.Close()
 		return err
 	}
-	if err := daemon.WriteAddrFile(addrFile, map[string]string{"grpc": gln.Addr().String(), "http": hln.Addr().String()}); err != nil {
+	if err := daemon.WriteAddrFile(c.addrFile, map[string]string{"grpc": gln.Addr().String(), "http": hln.Addr().String()}); err != nil {
 		return err
 	}
 	mux := daemon.NewMux(reg, nil)
