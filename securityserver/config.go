@@ -278,3 +278,6 @@ func (c *Config) path(p string) string {
 	}
 	return filepath.Join(c.dir, p)
 }
+
+// String formats d like time.Duration.
+func (d Duration) String() string { return time.Duration(d).String() }
