@@ -193,3 +193,44 @@ func bodyContent(raw []byte) (start, end int, prefix string, err error) {
 		}
 	}
 }
+
+// SampleSOAPFile is the SOAP request Start writes into the sandbox
+// directory, ready for curl --data-binary @DIR/getRandom.xml.
+const SampleSOAPFile = "getRandom.xml"
+
+// GetRandomRequest returns an X-Road 4.0 SOAP 1.1 request from the
+// sandbox's client to its getRandom service, with message id id.
+func GetRandomRequest(id string) []byte {
+	var b bytes.Buffer
+	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?>
+<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"
+        xmlns:xrd="http://x-road.eu/xsd/xroad.xsd"
+        xmlns:id="http://x-road.eu/xsd/identifiers"
+        xmlns:ns1="http://sandbox.passerelle.local/producer">
+    <SOAP-ENV:Header>
+        <xrd:client id:objectType="SUBSYSTEM">
+            <id:xRoadInstance>SANDBOX</id:xRoadInstance>
+            <id:memberClass>GOV</id:memberClass>
+            <id:memberCode>CONSUMER</id:memberCode>
+            <id:subsystemCode>client</id:subsystemCode>
+        </xrd:client>
+        <xrd:service id:objectType="SERVICE">
+            <id:xRoadInstance>SANDBOX</id:xRoadInstance>
+            <id:memberClass>GOV</id:memberClass>
+            <id:memberCode>PROVIDER</id:memberCode>
+            <id:subsystemCode>services</id:subsystemCode>
+            <id:serviceCode>getRandom</id:serviceCode>
+        </xrd:service>
+        <xrd:id>`)
+	xml.EscapeText(&b, []byte(id))
+	b.WriteString(`</xrd:id>
+        <xrd:userId>EE12345678901</xrd:userId>
+        <xrd:protocolVersion>4.0</xrd:protocolVersion>
+    </SOAP-ENV:Header>
+    <SOAP-ENV:Body>
+        <ns1:getRandom/>
+    </SOAP-ENV:Body>
+</SOAP-ENV:Envelope>
+`)
+	return b.Bytes()
+}

@@ -182,3 +182,17 @@ func FuzzGetRandomResponse(f *testing.F) {
 		}
 	})
 }
+
+func TestGetRandomRequest(t *testing.T) {
+	req := sandbox.GetRandomRequest("id-1")
+	env, err := soap.ParseRequest("text/xml", req, soap.DefaultLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env.Header.Client.String() != sandbox.ClientID || env.Header.Service.String() != sandbox.SOAPService || env.Header.ID != "id-1" {
+		t.Errorf("header = %+v", env.Header)
+	}
+	if _, err := sandbox.GetRandomResponse("text/xml", req, 5); err != nil {
+		t.Errorf("GetRandomResponse: %v", err)
+	}
+}

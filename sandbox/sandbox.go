@@ -608,6 +608,9 @@ func (s *Sandbox) writeInfo() error {
 		OCSPURL:        s.CAService.URL() + "/ocsp",
 		DirectoryURL:   s.Directory.URL() + "/directory",
 	}
+	if err := pki.WriteFileAtomic(filepath.Join(s.Dir, SampleSOAPFile), GetRandomRequest("sandbox-sample-1"), 0o644); err != nil {
+		return err
+	}
 	data, err := json.MarshalIndent(s.Info, "", "  ")
 	if err != nil {
 		return err
