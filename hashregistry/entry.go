@@ -83,19 +83,33 @@ func (e Entry) Marshal() ([]byte, error) {
 	if !e.Kind.Valid() {
 		return nil, fmt.Errorf("%w: kind %d", ErrBadEntry, e.Kind)
 	}
+	m, err := e.member()
+	if err != nil {
+		return nil, err
+	}
+	return e.appendTo(make([]byte, 0, entryFixed+len(m)), m), nil
+}
+
+// member returns e's member identifier as encoded, checking it.
+func (e Entry) member() (string, error) {
 	if e.Member.IsZero() {
-		return nil, fmt.Errorf("%w: no member", ErrBadEntry)
+		return "", fmt.Errorf("%w: no member", ErrBadEntry)
 	}
 	m := e.Member.String()
 	if len(m) > MaxMemberLen {
-		return nil, fmt.Errorf("%w: member identifier too long", ErrBadEntry)
+		return "", fmt.Errorf("%w: member identifier too long", ErrBadEntry)
 	}
-	b := make([]byte, 0, entryFixed+len(m))
+	return m, nil
+}
+
+// appendTo appends the encoding of e, whose member identifier is m (from
+// e.member) and kind valid, to b.
+func (e Entry) appendTo(b []byte, m string) []byte {
 	b = append(b, EntryVersion, byte(e.Kind))
 	b = binary.BigEndian.AppendUint64(b, uint64(e.Time.UnixMilli()))
 	b = append(b, e.Hash[:]...)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(m)))
-	return append(b, m...), nil
+	return append(b, m...)
 }
 
 // ParseEntry decodes a canonical entry, refusing anything Marshal would not

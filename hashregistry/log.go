@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -38,6 +39,20 @@ var (
 	bucketLeaves  = []byte("leaves")  // 32-byte leaf hash → 8-byte BE index (first occurrence)
 	bucketMeta    = []byte("meta")
 	keyCheckpoint = []byte("checkpoint") // the last signed checkpoint note
+	// keyLeavesIndexed: 8-byte BE count of entries the leaves bucket
+	// covers. The leaf index is derived data, written behind the log in
+	// sorted passes (flushLeaves); absent in stores that predate it, which
+	// indexed every entry in its commit.
+	keyLeavesIndexed = []byte("leaves-indexed")
+)
+
+// The leaf-hash index is written in one sorted pass once leafFlushAt
+// entries are pending, or when no batch came for leafFlushIdle: random
+// inserts into a large B+tree, one batch at a time, were the costliest part
+// of a commit. Until then, pending leaf hashes are looked up in memory.
+const (
+	leafFlushAt   = 1 << 16
+	leafFlushIdle = 200 * time.Millisecond
 )
 
 // DefaultMaxBatch bounds how many entries one commit integrates.
@@ -113,6 +128,13 @@ type Log struct {
 	checkpoint Checkpoint
 	signed     []byte
 
+	// Owned by the committer (and by Open before it starts).
+	edge          map[int64]tlog.Hash // right edge of the published tree
+	leavesIndexed int64               // entries the on-disk leaf index covers
+
+	upper upperCache // stored hashes at level >= cacheLevel
+	tail  leafTail   // leaf hashes of entries from leavesIndexed on
+
 	m *logMetrics
 }
 
@@ -125,6 +147,7 @@ type appendResult struct {
 	first  int64
 	signed []byte
 	cp     Checkpoint
+	hashes tlog.HashReader // the batch's hashes and the edge before it
 	err    error
 }
 
@@ -149,6 +172,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	l := &Log{
 		db: db, cfg: cfg, origin: cfg.Signer.Name(),
 		reqs: make(chan *appendReq, 1024), stop: make(chan struct{}), stopped: make(chan struct{}),
+		upper: upperCache{m: map[int64]tlog.Hash{}}, tail: leafTail{m: map[tlog.Hash]int64{}},
 	}
 	if err := l.load(ctx); err != nil {
 		db.Close()
@@ -180,21 +204,48 @@ func (l *Log) load(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			l.checkpoint, l.signed = cp, s
+			l.checkpoint, l.signed, l.edge = cp, s, map[int64]tlog.Hash{}
+			if err := tx.Bucket(bucketMeta).Put(keyLeavesIndexed, u64(0)); err != nil {
+				return err
+			}
 			return tx.Bucket(bucketMeta).Put(keyCheckpoint, s)
 		}
 		cp, err := OpenCheckpoint(signed, l.cfg.Verifier)
 		if err != nil {
 			return fmt.Errorf("%w: stored checkpoint: %w", ErrTampered, err)
 		}
-		if l.cfg.skipVerify {
-			l.checkpoint, l.signed = cp, bytes.Clone(signed)
-			return nil
+		l.leavesIndexed = cp.Size
+		if v := tx.Bucket(bucketMeta).Get(keyLeavesIndexed); v != nil {
+			if len(v) != 8 || int64(binary.BigEndian.Uint64(v)) > cp.Size {
+				return fmt.Errorf("%w: leaf index covers %x entries of %d", ErrTampered, v, cp.Size)
+			}
+			l.leavesIndexed = int64(binary.BigEndian.Uint64(v))
 		}
-		if err := verifyTree(ctx, tx, cp); err != nil {
-			return err
+		if !l.cfg.skipVerify {
+			// Keep what the hot paths need in memory as it is recomputed.
+			var upper, leaves []indexedHash
+			err := verifyTree(ctx, tx, cp, func(n int64, hs []tlog.Hash) {
+				base := tlog.StoredHashIndex(0, n)
+				for lvl := cacheLevel; lvl < len(hs); lvl++ {
+					upper = append(upper, indexedHash{base + int64(lvl), hs[lvl]})
+				}
+				if n >= l.leavesIndexed {
+					leaves = append(leaves, indexedHash{n, hs[0]})
+				}
+			})
+			if err != nil {
+				return err
+			}
+			l.upper.add(upper)
+			l.tail.add(leaves)
 		}
-		l.checkpoint, l.signed = cp, bytes.Clone(signed)
+		edge, err := readEdge(cp.Size, txHashReader(tx))
+		if err != nil && !l.cfg.skipVerify {
+			return fmt.Errorf("%w: %w", ErrTampered, err)
+		} else if err != nil {
+			edge = map[int64]tlog.Hash{} // a dishonest test registry; appends read bbolt
+		}
+		l.checkpoint, l.signed, l.edge = cp, bytes.Clone(signed), edge
 		return nil
 	})
 }
@@ -205,8 +256,9 @@ func emptyTreeHash() tlog.Hash {
 }
 
 // verifyTree recomputes every stored hash and the root from the entries and
-// compares them with the store and with cp.
-func verifyTree(ctx context.Context, tx *bolt.Tx, cp Checkpoint) error {
+// compares them with the store and with cp. It hands visit each entry's
+// stored hashes once they matched.
+func verifyTree(ctx context.Context, tx *bolt.Tx, cp Checkpoint, visit func(n int64, hs []tlog.Hash)) error {
 	hb := tx.Bucket(bucketHashes)
 	r := txHashReader(tx)
 	c := tx.Bucket(bucketEntries).Cursor()
@@ -232,6 +284,7 @@ func verifyTree(ctx context.Context, tx *bolt.Tx, cp Checkpoint) error {
 				return fmt.Errorf("%w: stored hash %d does not match entry %d", ErrTampered, base+int64(i), n)
 			}
 		}
+		visit(n, hs)
 		n++
 	}
 	if n != cp.Size {
@@ -270,33 +323,39 @@ func txHashReader(tx *bolt.Tx) tlog.HashReaderFunc {
 	}
 }
 
-// memoHashReader remembers the hashes r returned: the proofs of one
-// batch's neighbouring entries share most of their hashes.
-func memoHashReader(r tlog.HashReaderFunc) tlog.HashReaderFunc {
-	memo := map[int64]tlog.Hash{}
-	var miss []int64
+// hashReader reads stored hashes from the upper cache, else from tx.
+func (l *Log) hashReader(tx *bolt.Tx) tlog.HashReaderFunc {
+	b := tx.Bucket(bucketHashes)
 	return func(indexes []int64) ([]tlog.Hash, error) {
 		out := make([]tlog.Hash, len(indexes))
-		miss = miss[:0]
-		for _, idx := range indexes {
-			if _, ok := memo[idx]; !ok {
-				miss = append(miss, idx)
-			}
-		}
-		if len(miss) > 0 {
-			hs, err := r(miss)
-			if err != nil {
-				return nil, err
-			}
-			for i, idx := range miss {
-				memo[idx] = hs[i]
-			}
-		}
+		var k [8]byte
+		l.upper.mu.RLock()
+		defer l.upper.mu.RUnlock()
 		for i, idx := range indexes {
-			out[i] = memo[idx]
+			if h, ok := l.upper.m[idx]; ok {
+				out[i] = h
+				continue
+			}
+			binary.BigEndian.PutUint64(k[:], uint64(idx))
+			v := b.Get(k[:])
+			if len(v) != tlog.HashSize {
+				return nil, fmt.Errorf("%w: stored hash %d missing", ErrTampered, idx)
+			}
+			copy(out[i][:], v)
 		}
 		return out, nil
 	}
+}
+
+// viewReader reads stored hashes in a read transaction of its own.
+func (l *Log) viewReader(indexes []int64) ([]tlog.Hash, error) {
+	var out []tlog.Hash
+	err := l.db.View(func(tx *bolt.Tx) error {
+		var err error
+		out, err = l.hashReader(tx)(indexes)
+		return err
+	})
+	return out, err
 }
 
 // Origin returns the log's origin (its key name).
@@ -340,12 +399,8 @@ func (l *Log) Append(ctx context.Context, member pki.ClientID, subs []Submission
 	}
 	now := l.cfg.Now().UTC().Truncate(time.Millisecond)
 	req := &appendReq{entries: make([][]byte, len(subs)), done: make(chan appendResult, 1)}
-	for i, s := range subs {
-		b, err := Entry{Member: member, Hash: s.Hash, Kind: s.Kind, Time: now}.Marshal()
-		if err != nil {
-			return nil, fmt.Errorf("%w: submission %d: %w", ErrInvalid, i, err)
-		}
-		req.entries[i] = b
+	if err := marshalEntries(req.entries, member, now, subs); err != nil {
+		return nil, err
 	}
 	select {
 	case l.reqs <- req:
@@ -369,36 +424,63 @@ func (l *Log) Append(ctx context.Context, member pki.ClientID, subs []Submission
 	if res.err != nil {
 		return nil, res.err
 	}
+	// The batch's proofs need only the hashes the batch stored and the
+	// right edge before it, which the committer hands over in memory.
 	out := make([]AppendReceipt, len(subs))
-	err := l.db.View(func(tx *bolt.Tx) error {
-		r := memoHashReader(txHashReader(tx))
-		for i := range subs {
-			idx := res.first + int64(i)
-			p, err := tlog.ProveRecord(res.cp.Size, idx, r)
-			if err != nil {
-				return err
-			}
-			pf := ProofFile{Extra: req.entries[i], Index: idx, Proof: p, Checkpoint: res.signed}
-			out[i] = AppendReceipt{Index: idx, Entry: req.entries[i], Proof: pf.Marshal()}
+	var buf []byte
+	for i := range subs {
+		idx := res.first + int64(i)
+		p, err := tlog.ProveRecord(res.cp.Size, idx, res.hashes)
+		if err != nil {
+			return nil, fmt.Errorf("hashregistry: proving appended entry %d: %w", idx, err)
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("hashregistry: proving appended entries: %w", err)
+		pf := ProofFile{Extra: req.entries[i], Index: idx, Proof: p, Checkpoint: res.signed}
+		start := len(buf)
+		buf = pf.AppendTo(buf)
+		out[i] = AppendReceipt{Index: idx, Entry: req.entries[i], Proof: buf[start:len(buf):len(buf)]}
 	}
 	return out, nil
 }
 
+// marshalEntries encodes one canonical entry per submission into out, all
+// in one allocation.
+func marshalEntries(out [][]byte, member pki.ClientID, now time.Time, subs []Submission) error {
+	e := Entry{Member: member, Time: now}
+	m, err := e.member()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	size := entryFixed + len(m)
+	slab := make([]byte, 0, size*len(subs))
+	for i, s := range subs {
+		if !s.Kind.Valid() {
+			return fmt.Errorf("%w: submission %d: %w: kind %d", ErrInvalid, i, ErrBadEntry, s.Kind)
+		}
+		e.Hash, e.Kind = s.Hash, s.Kind
+		slab = e.appendTo(slab, m)
+		out[i] = slab[len(slab)-size : len(slab) : len(slab)]
+	}
+	return nil
+}
+
 // run is the single committer: it takes the first queued request, merges
-// whatever else is queued (up to MaxBatch entries) and commits them together.
+// whatever else is queued (up to MaxBatch entries) and commits them
+// together. Between batches it moves pending leaf hashes to the on-disk
+// index (flushLeaves) when enough are pending or the log is idle.
 func (l *Log) run() {
 	defer close(l.stopped)
+	idle := time.NewTimer(time.Hour)
+	idle.Stop()
+	defer idle.Stop()
 	var batch []*appendReq
 	for {
 		batch = batch[:0]
 		select {
 		case r := <-l.reqs:
 			batch = append(batch, r)
+		case <-idle.C:
+			l.flushLeaves()
+			continue
 		case <-l.stop:
 			// Commit what is already queued, then stop.
 			for {
@@ -406,6 +488,7 @@ func (l *Log) run() {
 				case r := <-l.reqs:
 					l.commit([]*appendReq{r})
 				default:
+					l.flushLeaves()
 					return
 				}
 			}
@@ -427,48 +510,55 @@ func (l *Log) run() {
 			}
 		}
 		l.commit(batch)
+		if l.tail.len() >= leafFlushAt {
+			l.flushLeaves()
+		} else {
+			idle.Reset(leafFlushIdle)
+		}
 	}
 }
 
-// commit writes batch in one transaction with its signed checkpoint.
+// commit integrates batch: it computes the batch's stored hashes and the
+// new root in memory (from the right edge of the tree; no bbolt reads),
+// writes entries, hashes and the signed checkpoint in one transaction (one
+// fsync), then publishes the checkpoint.
 func (l *Log) commit(batch []*appendReq) {
 	start := time.Now()
-	l.mu.RLock()
-	first := l.checkpoint.Size
-	l.mu.RUnlock()
-	var cp Checkpoint
-	var signed []byte
+	first := l.Size()
 	count := 0
-	err := l.db.Update(func(tx *bolt.Tx) error {
-		eb, hb, lb := tx.Bucket(bucketEntries), tx.Bucket(bucketHashes), tx.Bucket(bucketLeaves)
-		eb.FillPercent, hb.FillPercent = 1, 1
-		r := txHashReader(tx)
-		n := first
+	for _, req := range batch {
+		count += len(req.entries)
+	}
+	base := tlog.StoredHashIndex(0, first)
+	n := first + int64(count)
+	bh := &batchHashes{
+		base: base, fresh: make([]tlog.Hash, 0, tlog.StoredHashCount(n)-base),
+		edge: l.edge, fallback: l.viewReader,
+	}
+	var (
+		upper  []indexedHash
+		leaves = make([]indexedHash, 0, count)
+		cp     Checkpoint
+		signed []byte
+	)
+	err := func() error {
+		i := first
 		for _, req := range batch {
 			for _, e := range req.entries {
-				if err := eb.Put(u64(n), e); err != nil {
-					return err
-				}
-				hs, err := tlog.StoredHashes(n, e, r)
+				hs, err := tlog.StoredHashes(i, e, bh)
 				if err != nil {
 					return err
 				}
-				base := tlog.StoredHashIndex(0, n)
-				for i, h := range hs {
-					if err := hb.Put(u64(base+int64(i)), h[:]); err != nil {
-						return err
-					}
+				at := base + int64(len(bh.fresh))
+				for lvl := cacheLevel; lvl < len(hs); lvl++ {
+					upper = append(upper, indexedHash{at + int64(lvl), hs[lvl]})
 				}
-				if lb.Get(hs[0][:]) == nil {
-					if err := lb.Put(hs[0][:], u64(n)); err != nil {
-						return err
-					}
-				}
-				n++
+				leaves = append(leaves, indexedHash{i, hs[0]})
+				bh.fresh = append(bh.fresh, hs...)
+				i++
 			}
 		}
-		count = int(n - first)
-		root, err := tlog.TreeHash(n, r)
+		root, err := tlog.TreeHash(n, bh)
 		if err != nil {
 			return err
 		}
@@ -476,21 +566,94 @@ func (l *Log) commit(batch []*appendReq) {
 		if signed, err = SignCheckpoint(cp, l.cfg.Signer); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketMeta).Put(keyCheckpoint, signed)
-	})
+		keys := make([]byte, 8*(count+len(bh.fresh)))
+		key := func(x int64) []byte {
+			k := keys[:8:8]
+			keys = keys[8:]
+			binary.BigEndian.PutUint64(k, uint64(x))
+			return k
+		}
+		return l.db.Update(func(tx *bolt.Tx) error {
+			eb, hb := tx.Bucket(bucketEntries), tx.Bucket(bucketHashes)
+			eb.FillPercent, hb.FillPercent = 1, 1
+			i := first
+			for _, req := range batch {
+				for _, e := range req.entries {
+					if err := eb.Put(key(i), e); err != nil {
+						return err
+					}
+					i++
+				}
+			}
+			for j := range bh.fresh {
+				if err := hb.Put(key(base+int64(j)), bh.fresh[j][:]); err != nil {
+					return err
+				}
+			}
+			return tx.Bucket(bucketMeta).Put(keyCheckpoint, signed)
+		})
+	}()
+	var edge map[int64]tlog.Hash
 	if err == nil {
+		edge, err = readEdge(n, bh)
+	}
+	res := appendResult{first: first, signed: signed, cp: cp, hashes: bh, err: err}
+	if err == nil {
+		l.upper.add(upper)
+		l.tail.add(leaves)
+		l.edge = edge
 		l.mu.Lock()
 		l.checkpoint, l.signed = cp, signed
 		l.mu.Unlock()
 		l.m.observeCommit(count, time.Since(start))
 	} else {
-		err = fmt.Errorf("hashregistry: commit: %w", err)
+		res.err = fmt.Errorf("hashregistry: commit: %w", err)
 	}
-	res := appendResult{first: first, signed: signed, cp: cp, err: err}
 	for _, req := range batch {
 		req.done <- res
 		res.first += int64(len(req.entries))
 	}
+}
+
+// flushLeaves writes the pending leaf hashes to the on-disk leaf index in
+// one sorted pass and records how many entries it now covers. The index is
+// derived from the entries, so a failure only leaves the hashes pending
+// (and a crash has Open recompute them).
+func (l *Log) flushLeaves() {
+	size := l.Size()
+	if size == l.leavesIndexed {
+		return
+	}
+	l.tail.mu.RLock()
+	pending := make([]indexedHash, 0, len(l.tail.m))
+	for h, i := range l.tail.m {
+		pending = append(pending, indexedHash{i, h})
+	}
+	l.tail.mu.RUnlock()
+	slices.SortFunc(pending, func(a, b indexedHash) int { return bytes.Compare(a.h[:], b.h[:]) })
+	vals := make([]byte, 8*len(pending))
+	err := l.db.Update(func(tx *bolt.Tx) error {
+		lb := tx.Bucket(bucketLeaves)
+		for k, x := range pending {
+			if lb.Get(x.h[:]) != nil {
+				continue // an earlier entry has this leaf hash
+			}
+			v := vals[8*k : 8*k+8 : 8*k+8]
+			binary.BigEndian.PutUint64(v, uint64(x.idx))
+			if err := lb.Put(pending[k].h[:], v); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(keyLeavesIndexed, u64(size))
+	})
+	if err != nil {
+		l.m.leafFlushErrors.Inc()
+		return
+	}
+	l.tail.mu.Lock()
+	l.tail.m = map[tlog.Hash]int64{}
+	l.tail.mu.Unlock()
+	l.leavesIndexed = size
 }
 
 // view runs f in a read transaction.
@@ -526,7 +689,7 @@ func (l *Log) ProveInclusion(ctx context.Context, index, size int64) (tlog.Recor
 	var p tlog.RecordProof
 	err = l.view(ctx, func(tx *bolt.Tx) error {
 		var err error
-		p, err = tlog.ProveRecord(size, index, txHashReader(tx))
+		p, err = tlog.ProveRecord(size, index, l.hashReader(tx))
 		return err
 	})
 	return p, size, err
@@ -534,17 +697,36 @@ func (l *Log) ProveInclusion(ctx context.Context, index, size int64) (tlog.Recor
 
 // IndexOf returns the index of the first entry with the given leaf hash.
 func (l *Log) IndexOf(ctx context.Context, leaf tlog.Hash) (int64, error) {
-	idx := int64(-1)
+	size := l.Size()
+	// The pending tail first: a flush may move it to disk meanwhile, and
+	// an entry on disk is always the earlier one.
+	idx, ok := l.tail.get(leaf)
+	if !ok {
+		idx = -1
+	}
 	err := l.view(ctx, func(tx *bolt.Tx) error {
 		if v := tx.Bucket(bucketLeaves).Get(leaf[:]); len(v) == 8 {
-			idx = int64(binary.BigEndian.Uint64(v))
+			if i := int64(binary.BigEndian.Uint64(v)); idx < 0 || i < idx {
+				idx = i
+			}
+		}
+		if idx < 0 || idx >= size {
+			return nil
+		}
+		// The index is derived data: check it against the stored leaf hash.
+		hs, err := l.hashReader(tx)([]int64{tlog.StoredHashIndex(0, idx)})
+		if err != nil {
+			return err
+		}
+		if hs[0] != leaf {
+			return fmt.Errorf("%w: leaf index names entry %d for a leaf hash it does not have", ErrTampered, idx)
 		}
 		return nil
 	})
 	if err != nil {
 		return 0, err
 	}
-	if idx < 0 || idx >= l.Size() {
+	if idx < 0 || idx >= size {
 		return 0, fmt.Errorf("%w: leaf hash %s", ErrNotFound, leaf)
 	}
 	return idx, nil
@@ -566,7 +748,7 @@ func (l *Log) ProveConsistency(ctx context.Context, oldSize, newSize int64) (tlo
 	}
 	err = l.view(ctx, func(tx *bolt.Tx) error {
 		var err error
-		p, err = tlog.ProveTree(newSize, oldSize, txHashReader(tx))
+		p, err = tlog.ProveTree(newSize, oldSize, l.hashReader(tx))
 		return err
 	})
 	return p, newSize, err
@@ -612,7 +794,7 @@ func (l *Log) ReadTile(ctx context.Context, t tlog.Tile) ([]byte, error) {
 		var data []byte
 		err := l.view(ctx, func(tx *bolt.Tx) error {
 			var err error
-			data, err = tlog.ReadTileData(t, txHashReader(tx))
+			data, err = tlog.ReadTileData(t, l.hashReader(tx))
 			return err
 		})
 		return data, err

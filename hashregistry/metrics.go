@@ -11,6 +11,8 @@ type logMetrics struct {
 	batches   prometheus.Counter
 	batchSize prometheus.Histogram
 	commit    prometheus.Histogram
+
+	leafFlushErrors prometheus.Counter
 }
 
 func newLogMetrics(reg prometheus.Registerer, l *Log) (*logMetrics, error) {
@@ -29,6 +31,10 @@ func newLogMetrics(reg prometheus.Registerer, l *Log) (*logMetrics, error) {
 			Name: "passerelle_registry_commit_seconds", Help: "Time to write, fsync and sign one batch.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
+		leafFlushErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "passerelle_registry_leaf_index_errors_total",
+			Help: "Failed writes of the leaf-hash index (derived data; the hashes stay pending in memory).",
+		}),
 	}
 	if reg == nil {
 		return m, nil
@@ -36,7 +42,7 @@ func newLogMetrics(reg prometheus.Registerer, l *Log) (*logMetrics, error) {
 	size := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "passerelle_registry_tree_size", Help: "Size of the latest signed checkpoint.",
 	}, func() float64 { return float64(l.Size()) })
-	for _, c := range []prometheus.Collector{m.entries, m.batches, m.batchSize, m.commit, size} {
+	for _, c := range []prometheus.Collector{m.entries, m.batches, m.batchSize, m.commit, m.leafFlushErrors, size} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

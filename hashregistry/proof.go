@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 
 	"golang.org/x/mod/sumdb/note"
@@ -34,19 +36,31 @@ type ProofFile struct {
 
 // Marshal encodes p.
 func (p ProofFile) Marshal() []byte {
-	var b bytes.Buffer
-	b.Grow(len(ProofHeader) + 64 + 4*len(p.Extra)/3 + 45*len(p.Proof) + len(p.Checkpoint))
-	b.WriteString(ProofHeader + "\n")
+	return p.AppendTo(make([]byte, 0, p.size()))
+}
+
+func (p ProofFile) size() int {
+	return len(ProofHeader) + 30 + 4*(len(p.Extra)+2)/3 + 45*len(p.Proof) + len(p.Checkpoint)
+}
+
+// AppendTo appends the encoding of p to b.
+func (p ProofFile) AppendTo(b []byte) []byte {
+	b = slices.Grow(b, p.size())
+	b = append(b, ProofHeader+"\n"...)
 	if p.Extra != nil {
-		b.WriteString("extra " + base64.StdEncoding.EncodeToString(p.Extra) + "\n")
+		b = append(b, "extra "...)
+		b = base64.StdEncoding.AppendEncode(b, p.Extra)
+		b = append(b, '\n')
 	}
-	fmt.Fprintf(&b, "index %d\n", p.Index)
+	b = append(b, "index "...)
+	b = strconv.AppendInt(b, p.Index, 10)
+	b = append(b, '\n')
 	for _, h := range p.Proof {
-		b.WriteString(base64.StdEncoding.EncodeToString(h[:]) + "\n")
+		b = base64.StdEncoding.AppendEncode(b, h[:])
+		b = append(b, '\n')
 	}
-	b.WriteString("\n")
-	b.Write(p.Checkpoint)
-	return b.Bytes()
+	b = append(b, '\n')
+	return append(b, p.Checkpoint...)
 }
 
 // ParseProofFile decodes a proof file. It checks the syntax only; use
