@@ -124,3 +124,30 @@ func TestExchange(t *testing.T) {
 		}
 	})
 }
+
+// TestRestartProviderServer stops the provider's security server and starts
+// it again: with port base 0 it comes back on a new port behind the same
+// relay, which the directory lists, and the exchange works again.
+func TestRestartProviderServer(t *testing.T) {
+	sb := start(t)
+	url := sb.Info.ConsumerURL + "/r1/" + sb.Info.RESTService + "?q=1"
+	xroad := map[string]string{"X-Road-Client": sb.Info.ClientID}
+	if resp, body := do(t, "GET", url, "", nil, xroad); resp.StatusCode != http.StatusOK {
+		t.Fatalf("before: %d %s", resp.StatusCode, body)
+	}
+	if err := sb.StopServer(sb.Provider); err != nil {
+		t.Fatalf("StopServer: %v", err)
+	}
+	if sb.Provider.Server() != nil {
+		t.Error("Server() of a stopped server is not nil")
+	}
+	if resp, body := do(t, "GET", url, "", nil, xroad); resp.StatusCode == http.StatusOK {
+		t.Errorf("with the provider's server down: %d %s, want an error", resp.StatusCode, body)
+	}
+	if err := sb.RestartServer(t.Context(), sb.Provider); err != nil {
+		t.Fatalf("RestartServer: %v", err)
+	}
+	if resp, body := do(t, "GET", url, "", nil, xroad); resp.StatusCode != http.StatusOK {
+		t.Errorf("after restart: %d %s", resp.StatusCode, body)
+	}
+}

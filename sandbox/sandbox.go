@@ -31,6 +31,7 @@ import (
 	"github.com/passerelle/passerelle/pki/ca"
 	"github.com/passerelle/passerelle/pki/directory"
 	"github.com/passerelle/passerelle/pki/ocsp"
+	"github.com/passerelle/passerelle/pki/verify"
 	"github.com/passerelle/passerelle/timestamp"
 )
 
@@ -46,6 +47,10 @@ const (
 	ServerCode     = "ss1"
 	operator       = "sandbox"
 )
+
+// RegistryOCSPMaxAge is how long the registry trusts a member's OCSP answer
+// before asking again (as `registry serve --ocsp-max-age`).
+const RegistryOCSPMaxAge = 5 * time.Minute
 
 // DefaultPortBase is the port base of `passerelle sandbox`: the consumer side
 // is then http://127.0.0.1:8080, as on an X-Road security server.
@@ -379,7 +384,14 @@ func (s *Sandbox) startRegistry(ctx context.Context) error {
 	}
 	s.Registry = l
 	s.onClose(l.Close)
-	srv, err := hashregistry.NewServer(hashregistry.ServerConfig{Log: l, Logger: s.log})
+	// Appends need a member certificate that is not revoked, as with
+	// `registry serve` (OCSP responses cached up to RegistryOCSPMaxAge).
+	members, err := verify.New(verify.Config{Roots: s.Roots(), OCSPMaxAge: RegistryOCSPMaxAge,
+		FetchOCSP: ocsp.NewClient(ocsp.ClientConfig{MaxAge: RegistryOCSPMaxAge})})
+	if err != nil {
+		return err
+	}
+	srv, err := hashregistry.NewServer(hashregistry.ServerConfig{Log: l, Logger: s.log, CheckChain: hashregistry.CheckRevocation(members)})
 	if err != nil {
 		return err
 	}
@@ -396,9 +408,7 @@ func (s *Sandbox) startRegistry(ctx context.Context) error {
 	for _, c := range chain {
 		tc.Certificate = append(tc.Certificate, c.Raw)
 	}
-	roots := x509.NewCertPool()
-	roots.AddCert(s.CA.Certificate())
-	tlsConf := hashregistry.ServerTLSConfig(tc, roots)
+	tlsConf := hashregistry.ServerTLSConfig(tc, s.Roots())
 	s.RegistryGRPC = s.addService("registry-grpc", gln, func() server { return &grpcServer{srv: srv.NewGRPCServer(tlsConf)} })
 	mux := daemon.NewMux(newRegistry(), nil)
 	srv.Handle(mux)

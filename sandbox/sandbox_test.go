@@ -9,10 +9,12 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strconv"
 	"testing"
 	"time"
 
@@ -291,4 +293,61 @@ func TestSampleServicesDirect(t *testing.T) {
 	if resp.StatusCode != 200 || !bytes.Contains(b, []byte("getRandomResponse")) {
 		t.Errorf("getRandom = %d %s", resp.StatusCode, b)
 	}
+}
+
+// TestPortBase starts a sandbox with a port layout (no relays: the
+// directory lists the servers' own provider ports) and checks the offsets.
+func TestPortBase(t *testing.T) {
+	var sb *sandbox.Sandbox
+	var err error
+	for try := 0; try < 3; try++ {
+		base := 20000 + 100*int(time.Now().UnixNano()%300)
+		sb, err = sandbox.Start(t.Context(), sandbox.Config{Dir: filepath.Join(t.TempDir(), "sb"), PortBase: base})
+		if err == nil {
+			defer sb.Close()
+			break
+		}
+		t.Logf("port base %d: %v", base, err)
+	}
+	if err != nil {
+		t.Skipf("no free port layout found: %v", err)
+	}
+	want := map[string]int{
+		sb.Info.ConsumerURL:                  sandbox.OffsetConsumer,
+		sb.Info.AdminURL:                     sandbox.OffsetConsumerAdmin,
+		"http://" + sb.Provider.ProviderAddr: sandbox.OffsetProviderProvider,
+		"http://" + sb.Consumer.ProviderAddr: sandbox.OffsetConsumerProvider,
+		sb.Info.TSAURL:                       sandbox.OffsetTSA,
+		sb.Info.RegistryURL:                  sandbox.OffsetRegistryHTTP,
+		"http://" + sb.Info.RegistryGRPC:     sandbox.OffsetRegistryGRPC,
+		sb.Info.DirectoryURL:                 sandbox.OffsetDirectory,
+		sb.Hello.URL():                       sandbox.OffsetHello,
+		sb.GetRandom.URL():                   sandbox.OffsetGetRandom,
+	}
+	consumerPort := port(t, sb.Info.ConsumerURL)
+	for u, off := range want {
+		if got := port(t, u); got != consumerPort+off {
+			t.Errorf("%s: port %d, want base %d + %d", u, got, consumerPort, off)
+		}
+	}
+	if sb.Provider.Addrs["provider"] != sb.Provider.ProviderAddr {
+		t.Errorf("provider server listens on %s, directory lists %s", sb.Provider.Addrs["provider"], sb.Provider.ProviderAddr)
+	}
+	resp, body := do(t, "GET", sb.Info.ConsumerURL+"/r1/"+sb.Info.RESTService+"?q=1", "", nil, map[string]string{"X-Road-Client": sb.Info.ClientID})
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("REST GET through the layout = %d %s", resp.StatusCode, body)
+	}
+}
+
+func port(t *testing.T, u string) int {
+	t.Helper()
+	pu, err := url.Parse(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := strconv.Atoi(pu.Port())
+	if err != nil {
+		t.Fatalf("%s: %v", u, err)
+	}
+	return p
 }
