@@ -102,8 +102,8 @@ func (s *Server) serveConsumer(w http.ResponseWriter, r *http.Request) {
 	// Send it to the provider's security server.
 	ctx, cancel := context.WithTimeout(r.Context(), consumerTimeout)
 	defer cancel()
-	u := &url.URL{Scheme: "https", Host: target.Address, Path: req.ServicePath(), RawQuery: req.RawQuery}
-	u.RawPath = req.ServicePath() + req.Path
+	// ServicePath ends with the resource path, escaped as received.
+	u := &url.URL{Scheme: "https", Host: target.Address, RawPath: req.ServicePath(), RawQuery: req.RawQuery}
 	u.Path, _ = url.PathUnescape(u.RawPath)
 	out, err := http.NewRequestWithContext(ctx, req.Method, u.String(), body.Reader())
 	if err != nil {

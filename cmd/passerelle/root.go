@@ -17,6 +17,7 @@ func newRootCmd() *cobra.Command {
 		newRegistryCmd(),
 		newDirectoryCmd(),
 		newServerCmd(),
+		newSandboxCmd(),
 		newAuditCmd(),
 	)
 	return root
