@@ -2,6 +2,7 @@ package securityserver_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"context"
 	"crypto/tls"
 	"io"
@@ -16,9 +17,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"golang.org/x/crypto/ocsp"
 
 	"github.com/passerelle/passerelle/pki"
 	"github.com/passerelle/passerelle/sandbox"
+	"github.com/passerelle/passerelle/securityserver"
 	"github.com/passerelle/passerelle/securityserver/messagelog"
 	"github.com/passerelle/passerelle/soap"
 )
@@ -315,6 +318,7 @@ func postProvider(t *testing.T, sb *sandbox.Sandbox, contentType string, body []
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", contentType)
+	req.Header.Set(securityserver.HeaderAuthOCSP, base64.StdEncoding.EncodeToString(authOCSP(t, sb)))
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -325,6 +329,24 @@ func postProvider(t *testing.T, sb *sandbox.Sandbox, contentType string, body []
 		t.Fatal(err)
 	}
 	return resp, b
+}
+
+// authOCSP fetches a fresh OCSP response for the consumer's TLS certificate.
+func authOCSP(t *testing.T, sb *sandbox.Sandbox) []byte {
+	t.Helper()
+	chain, err := pki.LoadCertificates(sb.Consumer.Keys.CertPath(pki.UsageAuth))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := ocsp.CreateRequest(chain[0], chain[1], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, der := post(t, sb.Info.OCSPURL, "application/ocsp-request", bytes.NewReader(q))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("OCSP: %d", resp.StatusCode)
+	}
+	return der
 }
 
 // xmlsecVerify runs xmlsec1 --verify on a signed envelope with the
