@@ -2,12 +2,11 @@ package securityserver_test
 
 import (
 	"bytes"
-	"encoding/base64"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"io"
 	"mime"
-	"mime/multipart"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -365,5 +364,3 @@ func xmlsecVerify(t *testing.T, sb *sandbox.Sandbox, doc []byte, wantOK bool) {
 		t.Errorf("xmlsec1 --verify: ok = %v, want %v\n%s", ok, wantOK, out)
 	}
 }
-
-var _ = multipart.NewReader
