@@ -46,10 +46,11 @@ func (s *Sandbox) serverConfig(in *Institution) *securityserver.Config {
 			AuthKey: in.Keys.KeyPath(pki.UsageAuth), AuthCert: in.Keys.CertPath(pki.UsageAuth),
 			SignKey: in.Keys.KeyPath(pki.UsageSign), SignCert: in.Keys.CertPath(pki.UsageSign),
 		},
-		Trust:     s.TrustDir,
-		Directory: securityserver.DirectoryConfig{URL: s.Directory.URL() + "/directory"},
-		Retention: securityserver.Duration(securityserver.DefaultRetention),
-		Limits:    securityserver.LimitsConfig{MaxBodyBytes: securityserver.DefaultMaxBodyBytes},
+		Trust:          s.TrustDir,
+		Directory:      securityserver.DirectoryConfig{URL: s.Directory.URL() + "/directory"},
+		Retention:      securityserver.Duration(securityserver.DefaultRetention),
+		Limits:         securityserver.LimitsConfig{MaxBodyBytes: securityserver.DefaultMaxBodyBytes},
+		AdminTokenFile: in.AdminTokenFile(),
 	}
 	// Provider sides listen where the directory says, or (port base 0) on a
 	// port of the OS's choosing behind the relay the directory lists.

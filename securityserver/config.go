@@ -51,6 +51,12 @@ type Config struct {
 	// Limits protect the server.
 	Limits LimitsConfig `yaml:"limits"`
 
+	// AdminTokenFile holds the bearer token (one line, at least 32
+	// characters; mode 0600) that the admin API (/api/v1/ on the admin
+	// listener) requires. Without it the admin API is disabled; /healthz and
+	// /metrics stay open. Relative to the config file.
+	AdminTokenFile string `yaml:"adminTokenFile"`
+
 	// StrictXRoadErrors switches REST error statuses to X-Road's strict
 	// 400/500 mapping, for clients that rely on it.
 	StrictXRoadErrors bool `yaml:"strictXRoadErrors"`

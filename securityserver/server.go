@@ -64,6 +64,7 @@ type Server struct {
 
 	toProvider *http.Client
 	toBackend  *http.Client
+	adminToken []byte // nil: admin API disabled
 	peerCache  sync.Map // fingerprint/OCSP digest -> time.Time until which the peer is verified
 	closers    []func() error
 }
@@ -122,6 +123,11 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (s *Server, err err
 	}
 	for i := range cfg.Services {
 		s.services[cfg.Services[i].ID] = &cfg.Services[i]
+	}
+	if cfg.AdminTokenFile != "" {
+		if s.adminToken, err = loadAdminToken(cfg.path(cfg.AdminTokenFile)); err != nil {
+			return nil, fmt.Errorf("adminTokenFile: %w", err)
+		}
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("dataDir: %w", err)
