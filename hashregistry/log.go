@@ -165,7 +165,12 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoSync: cfg.NoSync, NoFreelistSync: true})
+	// A large initial mapping (address space, not memory) spares the
+	// growing log most re-mmaps, which wait for every read transaction and
+	// so stall proofs while appends run.
+	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{
+		Timeout: 2 * time.Second, NoSync: cfg.NoSync, NoFreelistSync: true, InitialMmapSize: 1 << 30,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("hashregistry: open %s: %w", cfg.Path, err)
 	}
@@ -256,11 +261,14 @@ func emptyTreeHash() tlog.Hash {
 }
 
 // verifyTree recomputes every stored hash and the root from the entries and
-// compares them with the store and with cp. It hands visit each entry's
-// stored hashes once they matched.
+// compares them with the store and with cp. It walks the entries and the
+// stored hashes in one sequential pass each, keeping the right edge of the
+// tree in memory (all a next entry's hashes need), and hands visit each
+// entry's stored hashes once they matched.
 func verifyTree(ctx context.Context, tx *bolt.Tx, cp Checkpoint, visit func(n int64, hs []tlog.Hash)) error {
-	hb := tx.Bucket(bucketHashes)
-	r := txHashReader(tx)
+	hc := tx.Bucket(bucketHashes).Cursor()
+	hk, hv := hc.First()
+	edge := &batchHashes{edge: map[int64]tlog.Hash{}}
 	c := tx.Bucket(bucketEntries).Cursor()
 	var n int64
 	for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -273,27 +281,37 @@ func verifyTree(ctx context.Context, tx *bolt.Tx, cp Checkpoint, visit func(n in
 		if _, err := ParseEntry(v); err != nil {
 			return fmt.Errorf("%w: entry %d: %w", ErrTampered, n, err)
 		}
-		hs, err := tlog.StoredHashes(n, v, r)
+		hs, err := tlog.StoredHashes(n, v, edge)
 		if err != nil {
 			return fmt.Errorf("%w: entry %d: %w", ErrTampered, n, err)
 		}
 		base := tlog.StoredHashIndex(0, n)
 		for i, h := range hs {
-			got := hb.Get(u64(base + int64(i)))
-			if !bytes.Equal(got, h[:]) {
-				return fmt.Errorf("%w: stored hash %d does not match entry %d", ErrTampered, base+int64(i), n)
+			want := base + int64(i)
+			if len(hk) != 8 || int64(binary.BigEndian.Uint64(hk)) != want {
+				return fmt.Errorf("%w: stored hash %d missing (found key %x)", ErrTampered, want, hk)
 			}
+			if !bytes.Equal(hv, h[:]) {
+				return fmt.Errorf("%w: stored hash %d does not match entry %d", ErrTampered, want, n)
+			}
+			hk, hv = hc.Next()
 		}
+		// The subtrees entry n completed merge into one at level len(hs)-1.
+		top := len(hs) - 1
+		for lvl := range top {
+			delete(edge.edge, tlog.StoredHashIndex(lvl, (n>>lvl)-1))
+		}
+		edge.edge[tlog.StoredHashIndex(top, n>>top)] = hs[top]
 		visit(n, hs)
 		n++
 	}
 	if n != cp.Size {
 		return fmt.Errorf("%w: %d entries, checkpoint says %d", ErrTampered, n, cp.Size)
 	}
-	if got := int64(hb.Stats().KeyN); got != tlog.StoredHashCount(n) {
-		return fmt.Errorf("%w: %d stored hashes, want %d", ErrTampered, got, tlog.StoredHashCount(n))
+	if hk != nil {
+		return fmt.Errorf("%w: stored hash %x beyond the %d entries", ErrTampered, hk, n)
 	}
-	root, err := tlog.TreeHash(n, r)
+	root, err := tlog.TreeHash(n, edge)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrTampered, err)
 	}
@@ -426,18 +444,23 @@ func (l *Log) Append(ctx context.Context, member pki.ClientID, subs []Submission
 	}
 	// The batch's proofs need only the hashes the batch stored and the
 	// right edge before it, which the committer hands over in memory.
-	out := make([]AppendReceipt, len(subs))
-	var buf []byte
+	pfs := make([]ProofFile, len(subs))
+	total := 0
 	for i := range subs {
 		idx := res.first + int64(i)
 		p, err := tlog.ProveRecord(res.cp.Size, idx, res.hashes)
 		if err != nil {
 			return nil, fmt.Errorf("hashregistry: proving appended entry %d: %w", idx, err)
 		}
-		pf := ProofFile{Extra: req.entries[i], Index: idx, Proof: p, Checkpoint: res.signed}
+		pfs[i] = ProofFile{Extra: req.entries[i], Index: idx, Proof: p, Checkpoint: res.signed}
+		total += pfs[i].size()
+	}
+	out := make([]AppendReceipt, len(subs))
+	buf := make([]byte, 0, total)
+	for i, pf := range pfs {
 		start := len(buf)
 		buf = pf.AppendTo(buf)
-		out[i] = AppendReceipt{Index: idx, Entry: req.entries[i], Proof: buf[start:len(buf):len(buf)]}
+		out[i] = AppendReceipt{Index: pf.Index, Entry: pf.Extra, Proof: buf[start:len(buf):len(buf)]}
 	}
 	return out, nil
 }
