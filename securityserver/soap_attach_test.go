@@ -219,17 +219,19 @@ func TestSOAPAttachmentsAndMetaservices(t *testing.T) {
 		req := envelope(soap.SOAP11, sandboxClient, "echo", uuid.NewString(), `<echo/>`)
 		boundary := "large-boundary"
 		ct := mime.FormatMediaType("multipart/related", map[string]string{"type": "text/xml", "boundary": boundary})
+		chunk := bytes.Repeat([]byte("0123456789abcdef"), 4096)
+		sum := sha256.New() // computed here: the writer goroutine has no happens-before edge with the check
+		for n := 0; n < size; n += len(chunk) {
+			sum.Write(chunk)
+		}
 		pr, pw := io.Pipe()
-		sum := sha256.New()
 		go func() {
 			mw := multipart.NewWriter(pw)
 			mw.SetBoundary(boundary)
 			p, _ := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"text/xml; charset=utf-8"}})
 			p.Write(req)
 			p, _ = mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"application/octet-stream"}, "Content-Id": {"<big>"}})
-			chunk := bytes.Repeat([]byte("0123456789abcdef"), 4096)
 			for n := 0; n < size; n += len(chunk) {
-				sum.Write(chunk)
 				if _, err := p.Write(chunk); err != nil {
 					pw.CloseWithError(err)
 					return
