@@ -6,9 +6,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
-	"log/slog"
 	"time"
 
 	"github.com/passerelle/passerelle/pki"

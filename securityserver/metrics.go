@@ -63,7 +63,6 @@ func newMetrics(s *Server) (*metrics, error) {
 	return m, nil
 }
 
-
 func (m *metrics) exchange(side, service string, status int, d time.Duration) {
 	if m == nil {
 		return
