@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -110,7 +111,9 @@ const (
 
 // ServiceConfig is a service this institution offers.
 type ServiceConfig struct {
-	// ID is INSTANCE/CLASS/MEMBER/SUBSYSTEM/SERVICE; the member must be Owner.
+	// ID is INSTANCE/CLASS/MEMBER/SUBSYSTEM/SERVICE; the member must be
+	// Owner. A SOAP service may also sit on the member itself:
+	// INSTANCE/CLASS/MEMBER/SERVICE (REST services always have a subsystem).
 	ID string `yaml:"id"`
 	// URL is the backend's base URL; the r1 resource path is appended to it.
 	URL string `yaml:"url"`
@@ -245,7 +248,7 @@ func (c *Config) Validate() error {
 	seen = map[string]bool{}
 	for i, s := range c.Services {
 		f := fmt.Sprintf("services[%d]", i)
-		id, err := pki.ParseServiceID(s.ID)
+		id, err := parseConfiguredService(s.ID)
 		if err != nil {
 			return bad(f+".id", "%v", err)
 		}
@@ -287,3 +290,13 @@ func (c *Config) path(p string) string {
 
 // String formats d like time.Duration.
 func (d Duration) String() string { return time.Duration(d).String() }
+
+// parseConfiguredService reads a configured service identifier: the REST
+// form I/C/M/S/SERVICE, or a SOAP service on a member, I/C/M/SERVICE.
+func parseConfiguredService(s string) (pki.ServiceID, error) {
+	parts := strings.Split(s, "/")
+	if len(parts) == 4 {
+		return pki.NewServiceID(parts[:3], parts[3], "")
+	}
+	return pki.ParseServiceID(s)
+}
