@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -108,7 +109,9 @@ func (s *Server) serveProvider(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, log, rest.ServerProxyError(rest.CodeCertValidation, "the request's signing certificate is not acceptable for this client", err), origin)
 		return
 	}
-	if err := s.replay.Check(req.Client.String(), req.ID, signed.SignedAt); err != nil {
+	// A replay is the same signed message again: keyed by its digest, not by
+	// the client's X-Road-Id, which clients may legitimately reuse.
+	if err := s.replay.Check(req.Client.String(), hex.EncodeToString(signed.Digest[:]), signed.SignedAt); err != nil {
 		s.writeError(w, r, log, rest.ServerProxyError(rest.CodeInvalidMessage, "the request was already received, or was signed outside the allowed time window", err), origin)
 		return
 	}

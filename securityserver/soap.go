@@ -3,6 +3,7 @@ package securityserver
 import (
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -345,7 +346,8 @@ func (s *Server) serveSOAPProvider(w http.ResponseWriter, r *http.Request) {
 		s.faultSOAP(w, r, log, v, prefix, err)
 		return
 	}
-	if err := s.replay.Check(hdr.Client.String(), hdr.ID, verified.SigningTime); err != nil {
+	// Keyed by the signed message's digest, like REST: clients may reuse ids.
+	if err := s.replay.Check(hdr.Client.String(), hex.EncodeToString(verified.Digest), verified.SigningTime); err != nil {
 		s.faultSOAP(w, r, log, v, prefix, soapError(soap.CodeInvalidMessage, err,
 			"the request was already received, or was signed outside the allowed time window"))
 		return
