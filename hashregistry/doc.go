@@ -14,8 +14,11 @@
 //   - TilePath, ParseTilePath: the C2SP tlog-tiles path layout.
 //   - Open → *Log: the bbolt store; Log.Append group-commits concurrent
 //     appends into one transaction and one signed checkpoint.
-//   - NewServer, Server.Register, Server.HTTPHandler: the gRPC service
+//   - NewServer, Server.NewGRPCServer, Server.Handle: the gRPC service
 //     (mTLS, member from the client certificate) and the HTTP tile API.
+//   - CheckRevocation(ChainVerifier) → ServerConfig.CheckChain: refuses
+//     appends by revoked members (pki/verify with an OCSP client, cached per
+//     certificate); an unreachable responder is ErrStatusUnavailable.
 //   - Auditor: checks a registry over HTTP (signature, consistency with the
 //     last checkpoint seen, forks, and optionally every entry).
 //
