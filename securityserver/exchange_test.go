@@ -15,12 +15,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,7 +48,13 @@ const (
 // restSandbox starts a sandbox on loopback, closed when the test ends.
 func restSandbox(tb testing.TB) *sandbox.Sandbox {
 	tb.Helper()
-	sb, err := sandbox.Start(tb.Context(), sandbox.Config{Dir: filepath.Join(tb.TempDir(), "sb")})
+	return restSandboxLog(tb, nil)
+}
+
+// restSandboxLog is restSandbox with the sandbox's logs going to log.
+func restSandboxLog(tb testing.TB, log *slog.Logger) *sandbox.Sandbox {
+	tb.Helper()
+	sb, err := sandbox.Start(tb.Context(), sandbox.Config{Dir: filepath.Join(tb.TempDir(), "sb"), Log: log})
 	if err != nil {
 		tb.Fatalf("sandbox.Start: %v", err)
 	}
@@ -778,4 +786,27 @@ func testRefusals(t *testing.T, sb *sandbox.Sandbox) {
 			t.Errorf("after the backend came back: %d %s", resp.StatusCode, body)
 		}
 	})
+}
+
+// logBuffer collects log lines for tests that look for one; safe for
+// concurrent use.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) Contains(s string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Contains(b.buf.Bytes(), []byte(s))
+}
+
+func (b *logBuffer) Logger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
