@@ -8,10 +8,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"math/big"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +22,7 @@ import (
 	"github.com/passerelle/passerelle/hashregistry/client"
 	"github.com/passerelle/passerelle/internal/daemon"
 	"github.com/passerelle/passerelle/pki"
+	"github.com/passerelle/passerelle/pki/ocsp"
 	"github.com/passerelle/passerelle/pki/pkitest"
 )
 
@@ -68,7 +71,7 @@ func TestRegistryCLI(t *testing.T) {
 
 	addrFile := filepath.Join(t.TempDir(), "addrs.json")
 	srv := exec.Command(bin, "registry", "serve", "--dir", dir, "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0", "--trust", trust, "--addr-file", addrFile)
-	var logs bytes.Buffer
+	var logs syncBuffer // written by exec's copier while the test reads it
 	srv.Stderr = &logs
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
@@ -83,8 +86,17 @@ func TestRegistryCLI(t *testing.T) {
 			t.Fatalf("no addr file: %v\n%s", err, logs.String())
 		}
 	}
+	// The registry checks each submitter's revocation status with the CA's
+	// OCSP responder, which the member certificate names.
+	responder, err := ocsp.NewResponder(ocsp.ResponderConfig{Issuer: ca.Cert, Signer: ca.Key,
+		Source: ocsp.StatusFunc(func(context.Context, *big.Int) (ocsp.Status, error) { return ocsp.Status{Status: ocsp.Good}, nil })})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ocspSrv := httptest.NewServer(responder.Route(nil))
+	defer ocspSrv.Close()
 	member := pki.ClientID{Instance: "EE", Class: "COM", Member: "12345"}
-	leaf := ca.Issue(t, member, pki.UsageAuth)
+	leaf := ca.Issue(t, member, pki.UsageAuth, pkitest.WithOCSPServer(ocspSrv.URL+"/ocsp"))
 	c, err := client.Dial(addrs["grpc"], &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: ca.Pool(), ServerName: "localhost", Certificates: []tls.Certificate{leaf.TLSCertificate()}})
 	if err != nil {
 		t.Fatal(err)
@@ -138,4 +150,22 @@ func hexString(b []byte) string {
 		s = append(s, digits[x>>4], digits[x&15])
 	}
 	return string(s)
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
