@@ -43,11 +43,16 @@ func (s *Server) serveConsumer(w http.ResponseWriter, r *http.Request) {
 		s.serveListClients(w, r, log, req)
 		return
 	}
-	if !s.clients[req.Client] {
-		s.writeError(w, r, log, rest.ClientProxyError(rest.CodeInvalidClientIdentifier,
-			fmt.Sprintf("client %s is not registered at this security server", req.Client), nil), origin)
+	if err := s.authorizeClient(r, req.Client); err != nil {
+		s.writeError(w, r, log, err, origin)
 		return
 	}
+	release, err := s.limiter.acquire(w, req.Client.String(), origin)
+	if err != nil {
+		s.writeError(w, r, log, err, origin)
+		return
+	}
+	defer release()
 	doc, err := s.checkOperational(origin)
 	if err != nil {
 		s.writeError(w, r, log, err, origin)
@@ -116,6 +121,9 @@ func (s *Server) serveConsumer(w http.ResponseWriter, r *http.Request) {
 		out.Body = http.NoBody
 	}
 	out.Header = req.Header.Clone()
+	if s.clientUsesToken(req.Client) {
+		out.Header.Del("Authorization") // the client's credential for this server only
+	}
 	out.Header.Set(rest.HeaderSignature, reqJWS)
 	out.Header.Set(HeaderAuthOCSP, base64.StdEncoding.EncodeToString(authOCSP))
 	resp, err := s.toProvider.Do(out)

@@ -1,11 +1,15 @@
 package securityserver
 
 import (
+	"bytes"
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
-	"log/slog"
+	"io"
 	"net/http"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/passerelle/passerelle/pki/directory"
 	"github.com/passerelle/passerelle/rest"
@@ -75,45 +79,110 @@ func parseMemberLoose(s string) ([3]string, error) {
 	return p, nil
 }
 
-// serveProviderMeta answers the REST metaservices addressed to one of this
-// server's subsystems: listMethods, allowedMethods and getOpenAPI.
-func (s *Server) serveProviderMeta(w http.ResponseWriter, r *http.Request, log *slog.Logger, req *rest.Request) {
-	type endpoint struct {
-		Method string `json:"method"`
-		Path   string `json:"path"`
+// REST metaservices on the provider side (X-Road service metadata protocol
+// for REST): listMethods, allowedMethods and getOpenAPI travel between
+// security servers like any request — signed, verified, logged, with a
+// signed response — and the provider's security server answers them itself
+// instead of calling a backend: providerMetaService stands in for the
+// service (access checks), metaResponse for the backend.
+
+// metaTimeout bounds a metaservice answer.
+const metaTimeout = 30 * time.Second
+
+// providerMetaService checks a metaservice request and returns the service
+// that stands for it: every client may ask about a subsystem of this server
+// that offers services; getOpenAPI needs a service with an OpenAPI
+// description that the client may call. Errors are *rest.Error.
+func (s *Server) providerMetaService(req *rest.Request) (*ServiceConfig, error) {
+	sub := req.Service.Client
+	snap := s.store.load()
+	known := false
+	for _, id := range snap.serviceIDs {
+		if sameSubsystem(id, sub.String()) {
+			known = true
+			break
+		}
 	}
-	type service struct {
-		ObjectType   string     `json:"object_type"`
-		Instance     string     `json:"xroad_instance"`
-		Class        string     `json:"member_class"`
-		Code         string     `json:"member_code"`
-		Subsystem    string     `json:"subsystem_code"`
-		ServiceCode  string     `json:"service_code"`
-		ServiceType  string     `json:"service_type"`
-		EndpointList []endpoint `json:"endpoint_list"`
+	if sub.MemberID() != s.owner || !known {
+		return nil, rest.ServerProxyError(rest.CodeUnknownService, fmt.Sprintf("this security server offers no services of %s", sub), nil)
 	}
+	if req.Kind == rest.KindGetOpenAPI {
+		id := sub.String() + "/" + req.MetaServiceParam
+		e := snap.services[id]
+		if e == nil {
+			return nil, rest.ServerProxyError(rest.CodeUnknownService, fmt.Sprintf("unknown service %s", id), nil)
+		}
+		if !allowed(e.cfg, req.Client) {
+			return nil, rest.ServerProxyError(rest.CodeAccessDenied, fmt.Sprintf("client %s may not call %s", req.Client, id), nil)
+		}
+		if e.openAPI == nil {
+			return nil, rest.ServerProxyError(rest.CodeUnknownService, fmt.Sprintf("service %s has no OpenAPI description", id), nil)
+		}
+	}
+	return &ServiceConfig{ID: req.Service.String(), Timeout: Duration(metaTimeout), BodyLogging: BodyLoggingFull,
+		Allow: []string{req.Client.String()}}, nil
+}
+
+// metaService is one entry of listMethods and allowedMethods.
+type metaService struct {
+	ObjectType   string     `json:"object_type"`
+	Instance     string     `json:"xroad_instance"`
+	Class        string     `json:"member_class"`
+	Code         string     `json:"member_code"`
+	Subsystem    string     `json:"subsystem_code"`
+	ServiceCode  string     `json:"service_code"`
+	ServiceType  string     `json:"service_type"`
+	EndpointList []endpoint `json:"endpoint_list"`
+}
+
+// metaResponse answers a metaservice request that providerMetaService
+// admitted, as a backend would: listMethods and allowedMethods in X-Road's
+// JSON (annex B of the REST metadata protocol), getOpenAPI with the
+// service's OpenAPI file as configured.
+func (s *Server) metaResponse(req *rest.Request) (*http.Response, error) {
+	snap := s.store.load()
+	h := http.Header{}
+	var body []byte
 	switch req.Kind {
 	case rest.KindListMethods, rest.KindAllowedMethods:
-		list := []service{}
-		for _, sc := range s.cfg.Services {
-			svc := s.services[sc.ID]
-			if svc == nil || !sameSubsystem(sc.ID, req.Service.Client.String()) {
+		c := req.Service.Client
+		list := []metaService{}
+		for _, id := range snap.serviceIDs {
+			e := snap.services[id]
+			if !sameSubsystem(id, c.String()) || strings.Contains(id[len(c.String())+1:], "/") {
 				continue
 			}
-			if req.Kind == rest.KindAllowedMethods && !allowed(svc, req.Client) {
-				continue
+			eps := e.endpoints
+			if req.Kind == rest.KindAllowedMethods {
+				if eps = allowedEndpoints(e.cfg, e.endpoints, req.Client); len(eps) == 0 {
+					continue
+				}
 			}
-			c := req.Service.Client
-			code := sc.ID[len(c.String())+1:]
-			list = append(list, service{"SERVICE", c.Instance, c.Class, c.Member, c.Subsystem, code, "REST",
-				[]endpoint{{Method: "*", Path: "**"}}})
+			list = append(list, metaService{"SERVICE", c.Instance, c.Class, c.Member, c.Subsystem,
+				id[len(c.String())+1:], e.kind, eps})
 		}
-		w.Header().Set("Content-Type", "application/json; charset=utf-8")
-		json.NewEncoder(w).Encode(map[string]any{"service": list})
+		var err error
+		if body, err = json.Marshal(map[string]any{"service": list}); err != nil {
+			return nil, err
+		}
+		h.Set("Content-Type", "application/json; charset=utf-8")
+	case rest.KindGetOpenAPI:
+		e := snap.services[req.Service.Client.String()+"/"+req.MetaServiceParam]
+		if e == nil || e.openAPI == nil {
+			return nil, fmt.Errorf("service %s/%s has no OpenAPI description", req.Service.Client, req.MetaServiceParam)
+		}
+		body = e.openAPI
+		ct := "application/yaml; charset=utf-8"
+		if t := bytes.TrimSpace(body); len(t) > 0 && t[0] == '{' {
+			ct = "application/json; charset=utf-8"
+		}
+		h.Set("Content-Type", ct)
 	default:
-		s.writeError(w, r, log, rest.ServerProxyError(rest.CodeUnknownService,
-			fmt.Sprintf("metaservice %s is not available", req.Kind), nil), rest.OriginServerProxy)
+		return nil, fmt.Errorf("metaservice %s is not available", req.Kind)
 	}
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	return &http.Response{StatusCode: http.StatusOK, Status: "200 OK", Header: h, ContentLength: int64(len(body)),
+		Body: io.NopCloser(bytes.NewReader(body)), Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}, nil
 }
 
 func sameSubsystem(serviceID, subsystem string) bool {

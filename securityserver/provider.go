@@ -64,12 +64,20 @@ func (s *Server) serveProvider(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, log, rest.ServerProxyError(rest.CodeSslAuthenticationFailed, "the calling security server is not registered for this client, or its certificate is not acceptable", err), origin)
 		return
 	}
-	if req.Kind != rest.KindService {
-		s.serveProviderMeta(w, r, log, req)
+	release, err := s.limiter.acquire(w, req.Client.String(), origin)
+	if err != nil {
+		s.writeError(w, r, log, err, origin)
 		return
 	}
-	svc, ok := s.services[req.Service.String()]
-	if !ok {
+	defer release()
+	svc := s.store.service(req.Service.String())
+	if req.Kind != rest.KindService {
+		if svc, err = s.providerMetaService(req); err != nil {
+			s.writeError(w, r, log, err, origin)
+			return
+		}
+	}
+	if svc == nil {
 		s.writeError(w, r, log, rest.ServerProxyError(rest.CodeUnknownService, fmt.Sprintf("unknown service %s", req.Service), nil), origin)
 		return
 	}
@@ -115,8 +123,8 @@ func (s *Server) serveProvider(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, log, rest.ServerProxyError(rest.CodeInvalidMessage, "the request was already received, or was signed outside the allowed time window", err), origin)
 		return
 	}
-	if !allowed(svc, req.Client) {
-		s.writeError(w, r, log, rest.ServerProxyError(rest.CodeAccessDenied, fmt.Sprintf("client %s may not call %s", req.Client, req.Service), nil), origin)
+	if !permits(svc, req.Client, req.Method, req.Path) {
+		s.writeError(w, r, log, rest.ServerProxyError(rest.CodeAccessDenied, fmt.Sprintf("client %s may not call %s %s on %s", req.Client, req.Method, orRoot(req.Path), req.Service), nil), origin)
 		return
 	}
 	bodyMode := messagelog.BodyFull
@@ -207,18 +215,12 @@ func (s *Server) serveProvider(w http.ResponseWriter, r *http.Request) {
 	log.Info("exchange served", "status", resp.StatusCode, "ms", time.Since(start).Milliseconds())
 }
 
-func allowed(svc *ServiceConfig, client pki.ClientID) bool {
-	for _, a := range svc.Allow {
-		if a == client.String() || a == client.MemberID().String() {
-			return true
-		}
-	}
-	return false
-}
-
 // callBackend sends the request to the service: its base URL joined with the
 // resource path and query as received.
 func (s *Server) callBackend(ctx context.Context, svc *ServiceConfig, req *rest.Request, in http.Header, body *spool) (*http.Response, error) {
+	if req.Kind != rest.KindService {
+		return s.metaResponse(req) // the provider's security server answers metaservices itself
+	}
 	base, err := url.Parse(svc.URL)
 	if err != nil {
 		return nil, err
@@ -244,7 +246,7 @@ func (s *Server) callBackend(ctx context.Context, svc *ServiceConfig, req *rest.
 		out.Body = http.NoBody
 	}
 	out.Header = rest.EndToEnd(in)
-	return s.toBackend.Do(out)
+	return s.backendFor(svc).Do(out)
 }
 
 // checkPeer verifies the calling security server: its TLS certificate is

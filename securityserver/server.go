@@ -55,8 +55,8 @@ type Server struct {
 	regConn *client.GRPCClient
 	replay  *rest.ReplayGuard
 
-	clients  map[pki.ClientID]bool
-	services map[string]*ServiceConfig // by service id string
+	store   *configStore   // clients and services in effect (store.go)
+	limiter *clientLimiter // requests in flight per client (limits.go)
 
 	verifierMu     sync.Mutex
 	verifier       *verify.Verifier
@@ -110,20 +110,13 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (s *Server, err err
 		return nil, err
 	}
 	s = &Server{cfg: cfg, log: log, owner: owner, reg: prometheus.NewRegistry(),
-		clients: map[pki.ClientID]bool{}, services: map[string]*ServiceConfig{}}
+		limiter: newClientLimiter(cfg.Limits.MaxConcurrentPerClient)}
 	defer func() {
 		if err != nil {
 			s.Close()
 		}
 	}()
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	for _, c := range cfg.Clients {
-		id, _ := pki.ParseSubsystemID(c.ID) // validated
-		s.clients[id] = true
-	}
-	for i := range cfg.Services {
-		s.services[cfg.Services[i].ID] = &cfg.Services[i]
-	}
 	if cfg.AdminTokenFile != "" {
 		if s.adminToken, err = loadAdminToken(cfg.path(cfg.AdminTokenFile)); err != nil {
 			return nil, fmt.Errorf("adminTokenFile: %w", err)
@@ -262,6 +255,10 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (s *Server, err err
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }, // X-Road does not follow redirects
 	}
+	if s.store, err = newConfigStore(cfg, owner, log, s.toBackend); err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, s.store.close)
 	if s.m, err = newMetrics(s); err != nil {
 		return nil, err
 	}
@@ -369,17 +366,26 @@ func (s *Server) Run(ctx context.Context, addrFile string) error {
 		}
 		addrs[name] = ln.Addr().String()
 		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
-			MaxHeaderBytes: 64 << 10, TLSConfig: tlsConf, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+			MaxHeaderBytes: s.hardHeaderLimit(), TLSConfig: tlsConf, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 		if tlsConf != nil {
 			ln = tls.NewListener(ln, tlsConf)
 		}
 		lns = append(lns, listener{name, ln, srv})
 		return nil
 	}
-	if err := add("consumer", s.cfg.Listen.Consumer, s.ConsumerHandler(), nil); err != nil {
+	if err := add("consumer", s.cfg.Listen.Consumer, s.limitHeaders(s.ConsumerHandler(), rest.OriginClientProxy), nil); err != nil {
 		return err
 	}
-	if err := add("provider", s.cfg.Listen.Provider, s.ProviderHandler(), s.providerServerTLS()); err != nil {
+	if s.cfg.Listen.ConsumerTLS != "" {
+		tlsConf, err := s.consumerServerTLS()
+		if err != nil {
+			return err
+		}
+		if err := add("consumerTLS", s.cfg.Listen.ConsumerTLS, s.limitHeaders(s.ConsumerHandler(), rest.OriginClientProxy), tlsConf); err != nil {
+			return err
+		}
+	}
+	if err := add("provider", s.cfg.Listen.Provider, s.limitHeaders(s.ProviderHandler(), rest.OriginServerProxy), s.providerServerTLS()); err != nil {
 		return err
 	}
 	if err := add("admin", s.cfg.Listen.Admin, s.AdminHandler(), nil); err != nil {

@@ -141,11 +141,16 @@ func (s *Server) serveSOAPConsumer(w http.ResponseWriter, r *http.Request) {
 	hdr := &env.Header
 	svc := *hdr.Service
 	log = log.With("messageId", hdr.ID, "client", hdr.Client.String(), "service", svc.String())
-	if !s.clients[hdr.Client] {
-		s.faultSOAP(w, r, log, v, prefix, soapError(soap.CodeInvalidClientIdentifier, nil,
-			"client %s is not registered at this security server", hdr.Client))
+	if err := s.authorizeClient(r, hdr.Client); err != nil {
+		s.faultSOAP(w, r, log, v, prefix, fromREST(err, origin))
 		return
 	}
+	release, err := s.limiter.acquire(w, hdr.Client.String(), origin)
+	if err != nil {
+		s.faultSOAP(w, r, log, v, prefix, fromREST(err, origin))
+		return
+	}
+	defer release()
 	doc, err := s.checkOperational(origin)
 	if err != nil {
 		s.faultSOAP(w, r, log, v, prefix, fromREST(err, origin))
@@ -356,7 +361,7 @@ func (s *Server) serveSOAPProvider(w http.ResponseWriter, r *http.Request) {
 		s.faultSOAP(w, r, log, v, prefix, soapError(string(rest.CodeUnknownService), nil, "unknown service %s", svcID))
 		return
 	}
-	svc := s.services[serviceKey(svcID)]
+	svc := s.store.service(serviceKey(svcID))
 	meta := svc == nil && isSOAPMetaservice(svcID.Code)
 	if svc == nil && !meta {
 		s.faultSOAP(w, r, log, v, prefix, soapError(string(rest.CodeUnknownService), nil, "unknown service %s", svcID))
@@ -473,7 +478,7 @@ func (s *Server) callSOAPBackend(ctx context.Context, svc *ServiceConfig, req *s
 	if len(action) > 0 {
 		out.Header[headerSOAPAction] = action
 	}
-	resp, err := s.toBackend.Do(out)
+	resp, err := s.backendFor(svc).Do(out)
 	if err != nil {
 		if terr := timeout(err); terr != nil {
 			return nil, terr

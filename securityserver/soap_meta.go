@@ -45,12 +45,12 @@ func (s *Server) soapMeta(ctx context.Context, env *soap.Envelope, stripped []by
 	case metaListMethods, metaAllowedMethods:
 		var b strings.Builder
 		fmt.Fprintf(&b, `<xrd:%sResponse xmlns:xrd="%s" xmlns:id="%s">`, svc.Code, soap.NamespaceXRoad, soap.NamespaceIdentifiers)
-		for _, sc := range s.cfg.Services {
+		for _, sc := range s.store.services() {
 			id, err := pki.ParseServiceID(sc.ID)
 			if err != nil || id.Client != svc.Client {
 				continue
 			}
-			if svc.Code == metaAllowedMethods && !allowed(s.services[sc.ID], client) {
+			if svc.Code == metaAllowedMethods && !allowed(sc, client) {
 				continue
 			}
 			writeServiceXML(&b, id)
@@ -97,7 +97,7 @@ func (s *Server) getWsdl(ctx context.Context, env *soap.Envelope, stripped []byt
 		return nil, err
 	}
 	target := pki.ServiceID{Client: env.Header.Service.Client, Code: code}
-	svc := s.services[serviceKey(target)]
+	svc := s.store.service(serviceKey(target))
 	if svc == nil {
 		return nil, soapError(string(rest.CodeUnknownService), nil, "unknown service %s", serviceKey(target))
 	}
@@ -115,7 +115,7 @@ func (s *Server) getWsdl(ctx context.Context, env *soap.Envelope, stripped []byt
 	if err != nil {
 		return nil, soapError(soap.CodeServiceFailed, err, "the service's WSDL could not be fetched")
 	}
-	resp, err := s.toBackend.Do(req)
+	resp, err := s.backendFor(svc).Do(req)
 	if err != nil {
 		return nil, soapError(soap.CodeServiceFailed, err, "the service's WSDL could not be fetched")
 	}
