@@ -49,7 +49,7 @@ func TestDemo(t *testing.T) {
 		{"response body", "rest-post", "response.body", func(b []byte) []byte { return bytes.Replace(b, []byte("Rex"), []byte("Max"), 1) }, "FAIL response body"},
 		{"request signature", "rest-get", "request.jws", func(b []byte) []byte { b = bytes.Clone(b); b[len(b)-2] ^= 1; return b }, "FAIL request  signature"},
 		{"soap envelope", "soap", "response.xml", func(b []byte) []byte { return bytes.Replace(b, []byte("<data>"), []byte("<data>1"), 1) }, "FAIL response signature"},
-		{"registry proof", "rest-get", "response.registry.proof", func(b []byte) []byte { b = bytes.Clone(b); b[len(b)-3] ^= 1; return b }, "FAIL response registry"},
+		{"registry proof", "rest-get", "response.registry.proof", func(b []byte) []byte { b = bytes.Clone(b); b[len(b)/2] ^= 2; return b }, "FAIL response registry"},
 	}
 	for _, tt := range tampered {
 		t.Run("audit evidence tampered "+tt.name, func(t *testing.T) {
