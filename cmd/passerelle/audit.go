@@ -18,7 +18,7 @@ func newAuditCmd() *cobra.Command {
 		Use:   "audit",
 		Short: "Auditor checks: the registry's consistency, registry receipts (offline)",
 	}
-	cmd.AddCommand(newAuditRegistryCmd(), newAuditReceiptCmd())
+	cmd.AddCommand(newAuditRegistryCmd(), newAuditReceiptCmd(), newAuditEvidenceCmd())
 	return cmd
 }
 

@@ -18,6 +18,7 @@ func newRootCmd() *cobra.Command {
 		newDirectoryCmd(),
 		newServerCmd(),
 		newSandboxCmd(),
+		newEvidenceCmd(),
 		newAuditCmd(),
 	)
 	return root
