@@ -24,6 +24,7 @@ type exchangeFlags struct {
 	rate       float64
 	openDur    time.Duration
 	conns      int
+	only       string
 }
 
 // system is one of the three things measured side by side.
@@ -45,6 +46,7 @@ func runExchange(ctx context.Context, args []string, w, logw io.Writer) error {
 	fs.Float64Var(&f.rate, "rate", 200, "open-loop arrival rate, requests/s")
 	fs.DurationVar(&f.openDur, "open-duration", 10*time.Second, "measured time of each open-loop run")
 	fs.IntVar(&f.conns, "conns", 1000, "keep-alive connections held for the memory test")
+	fs.StringVar(&f.only, "only", "", "measure only this system (direct, nginx or pair) at the -conc concurrencies, for profiling; no report")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -83,6 +85,18 @@ func runExchange(ctx context.Context, args []string, w, logw io.Writer) error {
 		}
 	}
 
+	if f.only != "" {
+		i := map[string]int{"direct": 0, "nginx": 1, "pair": 2}[f.only]
+		s := systems[i]
+		for _, k := range load.Kinds {
+			for _, c := range concs {
+				t := load.Target{Name: s.name, New: load.NewRequestFunc(k, s.ep, sb.Info.ClientID, fmt.Sprintf("%s-%d", runID, c)), Client: load.NewClient(c)}
+				r := load.Closed(ctx, t, c, f.warmup, f.duration)
+				logf("%s %s", k, r.String())
+			}
+		}
+		return nil
+	}
 	rep := &report{concs: concs, systems: systems, closed: map[cell]load.Result{}}
 	for _, k := range load.Kinds {
 		for _, c := range concs {
