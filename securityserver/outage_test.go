@@ -167,6 +167,9 @@ func TestTSAOutage(t *testing.T) {
 		return nil
 	})
 	ids := []string{exchangeOK(t, sb, "tsa-up")}
+	// Nothing pending when the outage starts, so that the failure period
+	// counts from the first message logged during it.
+	waitEvidence(t, sb, 10*time.Second, ids...)
 
 	sb.TSA.Stop()
 	outage := time.Now()
