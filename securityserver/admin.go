@@ -41,6 +41,7 @@ func (s *Server) AdminHandler() http.Handler {
 	mux := daemon.NewMux(s.reg, s.Health)
 	api := http.NewServeMux()
 	s.registerEvidenceRoutes(api)
+	s.registerAdminRoutes(api)
 	mux.Handle("/api/v1/", s.requireAdminToken(api))
 	return mux
 }

@@ -47,7 +47,7 @@ type authenticator interface {
 type noAuth struct{}
 
 func (noAuth) authenticate(context.Context, *http.Request, pki.ClientID) error { return nil }
-func (noAuth) mode() AuthMode                                                { return AuthNone }
+func (noAuth) mode() AuthMode                                                  { return AuthNone }
 
 // tlsAuth admits a TLS client certificate whose fingerprint is pinned.
 type tlsAuth struct{ pins map[string]bool }

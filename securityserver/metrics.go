@@ -54,7 +54,21 @@ func newMetrics(s *Server) (*metrics, error) {
 			func() float64 { return time.Until(s.auth.chain[0].NotAfter).Seconds() }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "passerelle_messagelog_records", Help: "Records in the message log."},
 			func() float64 { return float64(s.mlog.Stats().Records) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "passerelle_requests_in_flight", Help: "Requests in flight over all clients (limits.maxConcurrentPerClient bounds each client)."},
+			func() float64 { return float64(s.limiter.inFlight()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "passerelle_clients", Help: "Client subsystems in effect."},
+			func() float64 { return float64(len(s.store.load().clientIDs)) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "passerelle_services", Help: "Services in effect."},
+			func() float64 { return float64(len(s.store.load().serviceIDs)) }),
 	}
+	changes := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "passerelle_config_changes_total", Help: "Changes made through the admin API, by action.",
+	}, []string{"action"})
+	for _, a := range adminActions {
+		changes.WithLabelValues(a)
+	}
+	s.store.changes = changes
+	gauges = append(gauges, changes)
 	for _, c := range append(gauges, m.exchanges, m.latency, m.errors) {
 		if err := s.reg.Register(c); err != nil {
 			return nil, err

@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/passerelle/passerelle/pki"
 )
 
@@ -87,6 +89,7 @@ type configStore struct {
 	audit    *auditLog
 	jwks     map[string]*jwksCache
 	backends map[string]*http.Client // by TLS settings
+	changes  *prometheus.CounterVec  // by action; nil before metrics exist
 }
 
 // ErrNotFound reports an unknown client, service or grant in the admin API.
@@ -371,6 +374,9 @@ func (st *configStore) change(rec AuditRecord, edit func(ov *overlay, clients []
 	}
 	st.ov = ov
 	st.cur.Store(snap)
+	if st.changes != nil {
+		st.changes.WithLabelValues(rec.Action).Inc()
+	}
 	st.log.Info("configuration changed", "actor", rec.Actor, "action", rec.Action, "target", rec.Target)
 	return nil
 }
