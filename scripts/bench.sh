@@ -8,7 +8,7 @@
 # docs/performance.md.
 #
 # Knobs (environment): DURATION (each closed-loop run, default 3s), WARMUP
-# (1s), CONC (1,16,64), RATE (open loop, 200), OPEN_DURATION (10s), CONNS
+# (1s), CONC (1,16,64), RATES (open loop, 200,50 req/s), OPEN_DURATION (8s), CONNS
 # (1000), BENCHTIME (component benchmarks, 1s), BENCH_QUICK=1 (short runs
 # for trying the script), BENCH_OUT (report file), BENCH_KEEP=1 (keep the
 # work directory: logs, profile, configs).
@@ -22,8 +22,8 @@ fi
 DURATION=${DURATION:-3s}
 WARMUP=${WARMUP:-1s}
 CONC=${CONC:-1,16,64}
-RATE=${RATE:-200}
-OPEN_DURATION=${OPEN_DURATION:-10s}
+RATES=${RATES:-200,50}
+OPEN_DURATION=${OPEN_DURATION:-8s}
 CONNS=${CONNS:-1000}
 BENCHTIME=${BENCHTIME:-1s}
 PROFILE_N=${PROFILE_N:-2000}
@@ -53,14 +53,21 @@ export PATH=$PATH:/usr/sbin
 work=$(mktemp -d /tmp/passerelle-bench.XXXXXX)
 out=${BENCH_OUT:-$work/bench-report.md}
 sandbox_pid=""
+tmpfs_pid=""
+shm=""
+stop_pid() {
+  local pid=$1
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid"
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+}
 cleanup() {
   set +e
   bash scripts/bench-nginx.sh stop "$work/nginx" 2>/dev/null
-  if [ -n "$sandbox_pid" ] && kill -0 "$sandbox_pid" 2>/dev/null; then
-    kill -TERM "$sandbox_pid"
-    for _ in $(seq 100); do kill -0 "$sandbox_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$sandbox_pid" 2>/dev/null
-  fi
+  stop_pid "$sandbox_pid"
+  stop_pid "$tmpfs_pid"
+  [ -n "$shm" ] && rm -rf "$shm"
   if [ "${BENCH_KEEP:-}" = 1 ]; then say "work directory kept: $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -74,15 +81,29 @@ go test -c -o "$work/load.test" ./test/load/
 loadgen=$work/loadgen
 
 # --- the sandbox, as its own process ----------------------------------------
+start_sandbox() { # $1 = directory, $2 = log name; sets started_pid
+  "$work/passerelle" sandbox --dir "$1" --port-base 0 --quiet >"$work/$2.out" 2>"$work/$2.log" &
+  started_pid=$!
+  for _ in $(seq 600); do
+    [ -s "$1/sandbox.json" ] && return 0
+    kill -0 "$started_pid" 2>/dev/null || { cat "$work/$2.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  say "the sandbox in $1 did not start"; exit 1
+}
 say "starting passerelle sandbox"
-"$work/passerelle" sandbox --dir "$work/sb" --port-base 0 --quiet >"$work/sandbox.out" 2>"$work/sandbox.log" &
-sandbox_pid=$!
-for _ in $(seq 600); do
-  [ -s "$work/sb/sandbox.json" ] && break
-  kill -0 "$sandbox_pid" 2>/dev/null || { cat "$work/sandbox.log" >&2; exit 1; }
-  sleep 0.1
-done
-[ -s "$work/sb/sandbox.json" ] || { say "the sandbox did not start"; exit 1; }
+start_sandbox "$work/sb" sandbox
+sandbox_pid=$started_pid
+# A diagnostic twin with its data on tmpfs, where fsync costs nothing: the
+# difference shows what durable logging costs (TMPFS_PAIR=0 to skip).
+tmpfs_flag=()
+if [ "${TMPFS_PAIR:-1}" = 1 ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
+  shm=$(mktemp -d /dev/shm/passerelle-bench.XXXXXX)
+  say "starting a second sandbox on tmpfs ($shm)"
+  start_sandbox "$shm/sb" sandbox-tmpfs
+  tmpfs_pid=$started_pid
+  tmpfs_flag=(-sandbox-tmpfs "$shm/sb")
+fi
 
 # --- the nginx mTLS pair, proxying to the same sample services --------------
 read -r rest_backend soap_backend < <("$loadgen" backends -sandbox "$work/sb")
@@ -92,15 +113,16 @@ bash scripts/bench-nginx.sh start "$work/nginx" "$rest_backend" "$soap_backend" 
 . "$work/nginx/nginx.env"
 
 # --- exchange: throughput, latency, open loop, memory ------------------------
-say "exchange runs: ${CONC} connections × 3 messages × 3 systems, ${DURATION} each (+${WARMUP} warm-up); open loop ${RATE}/s × ${OPEN_DURATION}; ${CONNS} held connections"
+say "exchange runs: ${CONC} connections × 3 messages × 3-4 systems, ${DURATION} each (+${WARMUP} warm-up); open loop ${RATES} req/s × ${OPEN_DURATION}; ${CONNS} held connections"
 "$loadgen" run -sandbox "$work/sb" -pid "$sandbox_pid" -nginx "$NGINX_URL" -nginx-pids "$NGINX_PIDS" \
-  -duration "$DURATION" -warmup "$WARMUP" -conc "$CONC" -rate "$RATE" -open-duration "$OPEN_DURATION" \
-  -conns "$CONNS" >"$work/exchange.md" 2>"$work/loadgen.log" || { cat "$work/loadgen.log" >&2; exit 1; }
+  -duration "$DURATION" -warmup "$WARMUP" -conc "$CONC" -rates "$RATES" -open-duration "$OPEN_DURATION" \
+  -conns "$CONNS" "${tmpfs_flag[@]}" >"$work/exchange.md" 2>"$work/loadgen.log" || { cat "$work/loadgen.log" >&2; exit 1; }
 sb_cpu=$(awk '{printf "%.1f", ($14+$15)/100}' "/proc/$sandbox_pid/stat" 2>/dev/null || echo "?")
 
 # Everything on loopback stops before the component benchmarks.
 bash scripts/bench-nginx.sh stop "$work/nginx"
-kill -TERM "$sandbox_pid"; wait "$sandbox_pid" 2>/dev/null || true; sandbox_pid=""
+stop_pid "$sandbox_pid"; sandbox_pid=""
+stop_pid "$tmpfs_pid"; tmpfs_pid=""
 
 # --- component benchmarks -----------------------------------------------------
 say "component benchmarks (key algorithms, hash registry, TSA)"

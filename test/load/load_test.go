@@ -165,7 +165,7 @@ func TestHold(t *testing.T) {
 	}
 	s.Start()
 	defer s.Close()
-	h := Hold(t.Context(), s.Listener.Addr().String(), 50, func(uint64) (*http.Request, error) {
+	h := Hold(t.Context(), s.Listener.Addr().String(), 50, 8, func(uint64) (*http.Request, error) {
 		return http.NewRequest(http.MethodGet, s.URL+"/x", nil)
 	})
 	defer h.Close()
@@ -222,4 +222,27 @@ func ExampleQuantile() {
 	lat := []time.Duration{1 * time.Millisecond, 2 * time.Millisecond, 3 * time.Millisecond, 4 * time.Millisecond}
 	fmt.Println(Quantile(lat, 0.5), Quantile(lat, 0.99))
 	// Output: 2ms 4ms
+}
+
+func TestParseIO(t *testing.T) {
+	got, err := ParseIO([]byte("rchar: 1\nwchar: 2\nsyscr: 3\nsyscw: 4\nread_bytes: 5\nwrite_bytes: 4096\ncancelled_write_bytes: 0\n"))
+	if err != nil || got != (IOStats{WriteBytes: 4096, SyscW: 4}) {
+		t.Errorf("ParseIO = %+v, %v", got, err)
+	}
+	if _, err := ParseIO([]byte("rchar: 1\n")); err == nil {
+		t.Error("ParseIO without the fields: no error")
+	}
+}
+
+func FuzzParseIO(f *testing.F) {
+	f.Add([]byte("syscw: 4\nwrite_bytes: 4096\n"))
+	f.Add([]byte("write_bytes: x\n"))
+	f.Fuzz(func(t *testing.T, b []byte) { ParseIO(b) })
+}
+
+func TestFsyncProbe(t *testing.T) {
+	lat, err := FsyncProbe(t.TempDir(), 5)
+	if err != nil || len(lat) != 5 || lat[0] > lat[4] {
+		t.Errorf("FsyncProbe = %v, %v", lat, err)
+	}
 }

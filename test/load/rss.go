@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -160,10 +161,15 @@ func (h *Held) Close() {
 
 // Hold opens n TCP connections to addr (host:port) at once, sends one
 // request on each (built by newReq, written as HTTP/1.1 with keep-alive),
+// with at most inFlight requests outstanding at a time (≤ 0: all at once),
 // reads the answer and keeps the connection open and idle. It returns when
 // every connection has its answer or failed; Close releases them.
-func Hold(ctx context.Context, addr string, n int, newReq func(i uint64) (*http.Request, error)) *Held {
+func Hold(ctx context.Context, addr string, n, inFlight int, newReq func(i uint64) (*http.Request, error)) *Held {
 	h := &Held{}
+	if inFlight <= 0 {
+		inFlight = n
+	}
+	sem := make(chan struct{}, inFlight)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	start := make(chan struct{})
@@ -182,7 +188,9 @@ func Hold(ctx context.Context, addr string, n int, newReq func(i uint64) (*http.
 				if err != nil {
 					return err
 				}
-				<-start // every connection is open: send all requests together
+				<-start // every connection is open: send the requests
+				sem <- struct{}{}
+				defer func() { <-sem }()
 				if err := req.Write(c); err != nil {
 					return err
 				}
@@ -216,4 +224,71 @@ func Hold(ctx context.Context, addr string, n int, newReq func(i uint64) (*http.
 	close(start)
 	wg.Wait()
 	return h
+}
+
+// IOStats are a process's I/O counters from /proc/PID/io.
+type IOStats struct {
+	WriteBytes int64 // bytes the process caused to be written to storage
+	SyscW      int64 // write-like system calls
+}
+
+// ParseIO parses the content of /proc/PID/io.
+func ParseIO(b []byte) (IOStats, error) {
+	var s IOStats
+	found := 0
+	for line := range bytes.Lines(b) {
+		k, v, ok := strings.Cut(strings.TrimSpace(string(line)), ":")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			continue
+		}
+		switch k {
+		case "write_bytes":
+			s.WriteBytes, found = n, found+1
+		case "syscw":
+			s.SyscW, found = n, found+1
+		}
+	}
+	if found != 2 {
+		return s, fmt.Errorf("load: /proc io without write_bytes and syscw")
+	}
+	return s, nil
+}
+
+// ProcIO reads /proc/PID/io (needs the same user or root).
+func ProcIO(pid int) (IOStats, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return IOStats{}, err
+	}
+	return ParseIO(b)
+}
+
+// FsyncProbe writes and fsyncs a 4 KiB block n times in a new file under dir
+// and returns the sorted latencies: what one durable commit costs on that
+// disk now, the baseline for a server that fsyncs per message.
+func FsyncProbe(dir string, n int) ([]time.Duration, error) {
+	f, err := os.CreateTemp(dir, "fsync-probe-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	buf := make([]byte, 4096)
+	lat := make([]time.Duration, 0, n)
+	for i := range n {
+		start := time.Now()
+		if _, err := f.WriteAt(buf, int64(i%256)*4096); err != nil {
+			return nil, err
+		}
+		if err := f.Sync(); err != nil {
+			return nil, err
+		}
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	return lat, nil
 }

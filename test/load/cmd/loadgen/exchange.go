@@ -21,10 +21,12 @@ type exchangeFlags struct {
 	duration   time.Duration
 	warmup     time.Duration
 	conc       string
-	rate       float64
+	rates      string
+	holdFlight int
 	openDur    time.Duration
 	conns      int
 	only       string
+	tmpfsDir   string
 }
 
 // system is one of the three things measured side by side.
@@ -43,9 +45,11 @@ func runExchange(ctx context.Context, args []string, w, logw io.Writer) error {
 	fs.DurationVar(&f.duration, "duration", 3*time.Second, "measured time of each closed-loop run")
 	fs.DurationVar(&f.warmup, "warmup", time.Second, "unmeasured time before each run")
 	fs.StringVar(&f.conc, "conc", "1,16,64", "closed-loop concurrencies")
-	fs.Float64Var(&f.rate, "rate", 200, "open-loop arrival rate, requests/s")
+	fs.StringVar(&f.rates, "rates", "200,50", "open-loop arrival rates, requests/s (the first is the goal's)")
+	fs.IntVar(&f.holdFlight, "hold-inflight", 50, "memory test: requests in flight at once while the connections are opened (the server refuses a client's 101st with 429 by default)")
 	fs.DurationVar(&f.openDur, "open-duration", 10*time.Second, "measured time of each open-loop run")
 	fs.IntVar(&f.conns, "conns", 1000, "keep-alive connections held for the memory test")
+	fs.StringVar(&f.tmpfsDir, "sandbox-tmpfs", "", "optional second sandbox whose directory is on tmpfs (fsync costs nothing): a diagnostic column showing what durability costs")
 	fs.StringVar(&f.only, "only", "", "measure only this system (direct, nginx or pair) at the -conc concurrencies, for profiling; no report")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -54,6 +58,10 @@ func runExchange(ctx context.Context, args []string, w, logw io.Writer) error {
 		return fmt.Errorf("run needs -sandbox, -pid and -nginx")
 	}
 	concs, err := parseInts(f.conc)
+	if err != nil {
+		return err
+	}
+	rates, err := parseInts(f.rates)
 	if err != nil {
 		return err
 	}
@@ -70,6 +78,13 @@ func runExchange(ctx context.Context, args []string, w, logw io.Writer) error {
 		{"direct", sb.Backend},
 		{"nginx pair", load.Endpoints{REST: ng, SOAP: ng + "/soap/"}},
 		{"Passerelle pair", sb.Pair},
+	}
+	if f.tmpfsDir != "" {
+		sb2, err := load.LoadSandbox(f.tmpfsDir)
+		if err != nil {
+			return err
+		}
+		systems = append(systems, system{"pair, logs on tmpfs", sb2.Pair})
 	}
 	runID := fmt.Sprintf("bench-%d", time.Now().UnixNano())
 	logf := func(format string, a ...any) { fmt.Fprintf(logw, "loadgen: "+format+"\n", a...) }
@@ -98,6 +113,13 @@ func runExchange(ctx context.Context, args []string, w, logw io.Writer) error {
 		return nil
 	}
 	rep := &report{concs: concs, systems: systems, closed: map[cell]load.Result{}}
+	if lat, err := load.FsyncProbe(f.sandboxDir, 200); err != nil {
+		logf("fsync probe: %v", err)
+	} else {
+		rep.fsync = lat
+		logf("fsync probe in %s: p50 %v p99 %v", f.sandboxDir, load.Quantile(lat, 0.5), load.Quantile(lat, 0.99))
+	}
+	io0, ioErr := load.ProcIO(f.pid)
 	for _, k := range load.Kinds {
 		for _, c := range concs {
 			for _, s := range systems {
@@ -115,25 +137,42 @@ func runExchange(ctx context.Context, args []string, w, logw io.Writer) error {
 		}
 	}
 
-	for _, s := range systems {
-		if ctx.Err() != nil {
-			return ctx.Err()
+	if io1, err := load.ProcIO(f.pid); err == nil && ioErr == nil {
+		n := 0
+		for c, r := range rep.closed {
+			if c.system == systems[2].name {
+				n += r.Requests
+			}
 		}
-		t := load.Target{Name: s.name, New: load.NewRequestFunc(load.RESTPost, s.ep, sb.Info.ClientID, runID+"-open"), Client: load.NewClient(1000)}
-		r := load.Open(ctx, t, load.OpenConfig{Rate: f.rate, Duration: f.openDur, Warmup: time.Second})
-		logf("open loop %s", r.String())
-		rep.open = append(rep.open, r)
+		if n > 0 {
+			rep.diskPerExchange = float64(io1.WriteBytes-io0.WriteBytes) / float64(n)
+			rep.writesPerExchange = float64(io1.SyscW-io0.SyscW) / float64(n)
+		}
 	}
-	rep.rate, rep.openDur = f.rate, f.openDur
+	for _, rate := range rates {
+		var rs []load.Result
+		for _, s := range systems {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			t := load.Target{Name: s.name, New: load.NewRequestFunc(load.RESTPost, s.ep, sb.Info.ClientID, fmt.Sprintf("%s-open%d", runID, rate)), Client: load.NewClient(1000)}
+			r := load.Open(ctx, t, load.OpenConfig{Rate: float64(rate), Duration: f.openDur, Warmup: time.Second})
+			logf("open loop %s", r.String())
+			rs = append(rs, r)
+		}
+		rep.open = append(rep.open, rs)
+	}
+	rep.openDur = f.openDur
 
 	// Memory: the sandbox process and the nginx pair, each holding f.conns
 	// keep-alive connections that each carried one REST GET at once.
 	rep.conns = f.conns
+	rep.holdFlight = f.holdFlight
 	rep.mem = append(rep.mem, hold(ctx, logf, "Passerelle pair (`passerelle sandbox` process: both servers, CA, TSA, registry, backends)",
-		[]int{f.pid}, sb.Info.ConsumerURL, load.NewRequestFunc(load.RESTGet, sb.Pair, sb.Info.ClientID, runID), f.conns))
+		[]int{f.pid}, sb.Info.ConsumerURL, load.NewRequestFunc(load.RESTGet, sb.Pair, sb.Info.ClientID, runID), f.conns, f.holdFlight))
 	if len(nginxPids) > 0 {
 		rep.mem = append(rep.mem, hold(ctx, logf, "nginx pair (both instances: masters + workers)",
-			nginxPids, ng, load.NewRequestFunc(load.RESTGet, systems[1].ep, sb.Info.ClientID, runID), f.conns))
+			nginxPids, ng, load.NewRequestFunc(load.RESTGet, systems[1].ep, sb.Info.ClientID, runID), f.conns, f.holdFlight))
 	}
 	rep.write(w)
 	return nil
@@ -152,7 +191,7 @@ type memResult struct {
 	err               error
 }
 
-func hold(ctx context.Context, logf func(string, ...any), name string, pids []int, base string, newReq func(uint64) (*http.Request, error), n int) memResult {
+func hold(ctx context.Context, logf func(string, ...any), name string, pids []int, base string, newReq func(uint64) (*http.Request, error), n, inFlight int) memResult {
 	m := memResult{name: name}
 	idle := load.StartSampler(50*time.Millisecond, pids...)
 	time.Sleep(200 * time.Millisecond)
@@ -163,7 +202,7 @@ func hold(ctx context.Context, logf func(string, ...any), name string, pids []in
 		return m
 	}
 	s := load.StartSampler(50*time.Millisecond, pids...)
-	h := load.Hold(ctx, u.Host, n, newReq)
+	h := load.Hold(ctx, u.Host, n, inFlight, newReq)
 	time.Sleep(time.Second) // let the servers settle with every connection idle
 	m.peak, m.after, err = s.Stop()
 	h.Close()
