@@ -99,6 +99,9 @@ var ErrNotFound = errors.New("not found")
 var ErrExists = errors.New("already exists")
 
 func newConfigStore(cfg *Config, owner pki.ClientID, log *slog.Logger, defaultHTTP *http.Client) (*configStore, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	st := &configStore{
 		owner: owner, resolve: cfg.path, log: log, dir: filepath.Join(cfg.DataDir, "admin"),
 		baseClients: cfg.Clients, baseServices: cfg.Services, defaultHTTP: defaultHTTP,
