@@ -313,6 +313,7 @@ func LoadConfig(path string) (*Config, error) {
 		return nil, err
 	}
 	c.dir = filepath.Dir(abs)
+	c.DataDir = c.path(c.DataDir) // relative to the config file, like every path
 	c.setDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)

@@ -8,14 +8,10 @@ import (
 	"log/slog"
 	"net/http"
 
-	"golang.org/x/sync/errgroup"
-
-	"github.com/passerelle/passerelle/hashregistry/client"
 	"github.com/passerelle/passerelle/pki"
 	"github.com/passerelle/passerelle/pki/directory"
 	"github.com/passerelle/passerelle/rest"
 	"github.com/passerelle/passerelle/securityserver/messagelog"
-	"github.com/passerelle/passerelle/timestamp"
 )
 
 // Headers Passerelle adds between security servers, besides
@@ -27,21 +23,17 @@ const (
 	HeaderAuthOCSP = "Passerelle-Auth-Ocsp"
 )
 
-// record logs a signed message durably and hands its hash to the timestamp
-// batcher and the registry outbox, all three in parallel; it returns once
-// all three hold it durably, so that whatever the caller acknowledges next
-// is logged and on its way to the timestamp and the registry.
+// record logs a signed message durably and queues its hash for the
+// timestamp batcher and the registry outbox (see feeder.go). It returns once
+// the record is committed: whatever the caller acknowledges next is logged,
+// and the log keeps it pending until it is timestamped and registered.
 func (s *Server) record(ctx context.Context, rec messagelog.Record, body io.Reader) (messagelog.Hash, error) {
 	h := messagelog.HashOf(rec.Signed)
 	rec.Hash = h
-	var g errgroup.Group
-	g.Go(func() error {
-		_, err := s.mlog.AppendStream(ctx, rec, body)
-		return err
-	})
-	g.Go(func() error { return s.batcher.Add(ctx, timestamp.Hash(h)) })
-	g.Go(func() error { return s.outbox.Submit(ctx, []client.Item{registryItem(h, rec.Kind)}) })
-	return h, g.Wait()
+	if _, err := s.mlog.AppendStream(ctx, rec, body); err != nil {
+		return h, err
+	}
+	return h, s.feed(ctx, h, rec.Kind)
 }
 
 func chainDER(chain []*x509.Certificate) [][]byte {

@@ -62,6 +62,7 @@ type Server struct {
 	verifier       *verify.Verifier
 	verifierSerial uint64
 
+	feedCh     chan feedItem // logged hashes for the batcher and the outbox
 	toProvider *http.Client
 	toBackend  *http.Client
 	adminToken []byte   // nil: admin API disabled
@@ -109,11 +110,12 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (s *Server, err err
 	if err != nil {
 		return nil, err
 	}
-	s = &Server{cfg: cfg, log: log, owner: owner, reg: prometheus.NewRegistry(),
+	s = &Server{cfg: cfg, log: log, owner: owner, reg: prometheus.NewRegistry(), feedCh: make(chan feedItem, feedQueue),
 		limiter: newClientLimiter(cfg.Limits.MaxConcurrentPerClient)}
+	srv := s // the named result is nil by the time a failing return runs the defer
 	defer func() {
 		if err != nil {
-			s.Close()
+			srv.Close()
 		}
 	}()
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -396,7 +398,7 @@ func (s *Server) Run(ctx context.Context, addrFile string) error {
 	}
 	bg, bgCancel := context.WithCancel(context.WithoutCancel(ctx))
 	var bgWG sync.WaitGroup
-	for _, f := range []func(context.Context) error{s.authStapler.Run, s.signStapler.Run, s.dir.Run, s.batcher.Run, s.outbox.Run, s.retentionLoop} {
+	for _, f := range []func(context.Context) error{s.authStapler.Run, s.signStapler.Run, s.dir.Run, s.batcher.Run, s.outbox.Run, s.runFeeder, s.retentionLoop} {
 		bgWG.Add(1)
 		go func() {
 			defer bgWG.Done()
