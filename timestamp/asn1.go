@@ -6,6 +6,7 @@ import (
 	"encoding/asn1"
 	"fmt"
 	"math/big"
+	"sync"
 
 	"github.com/digitorus/pkcs7"
 	tsp "github.com/digitorus/timestamp"
@@ -129,8 +130,14 @@ type tstHead struct {
 	Rest         []asn1.RawValue `asn1:"optional"`
 }
 
+// berMu serializes the CMS parses: github.com/digitorus/pkcs7's BER
+// converter (ber.go) updates a package-level counter, encodeIndent, on every
+// Parse, a data race when tokens are parsed concurrently (the TSA server
+// recording a token while a batcher or an auditor verifies another).
+var berMu sync.Mutex
+
 func parseTSTInfo(token []byte) (*tstHead, error) {
-	p7, err := pkcs7.Parse(token)
+	p7, err := safePKCS7(token)
 	if err != nil {
 		return nil, err
 	}
@@ -152,6 +159,8 @@ func safePKCS7(token []byte) (p7 *pkcs7.PKCS7, err error) {
 			p7, err = nil, fmt.Errorf("%w: malformed CMS (parser panic)", ErrBadToken)
 		}
 	}()
+	berMu.Lock()
+	defer berMu.Unlock() // after the recover above: runs first, unlocks even on a panic
 	p7, err = pkcs7.Parse(token)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadToken, err)
@@ -165,6 +174,8 @@ func safeTSParse(token []byte) (ts *tsp.Timestamp, err error) {
 			ts, err = nil, fmt.Errorf("%w: malformed CMS (parser panic)", ErrBadToken)
 		}
 	}()
+	berMu.Lock()
+	defer berMu.Unlock()
 	ts, err = tsp.Parse(token)
 	if err != nil {
 		return nil, fmt.Errorf("%w: TSTInfo: %v", ErrBadToken, err)
