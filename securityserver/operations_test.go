@@ -140,7 +140,9 @@ func (iss *jwtIssuer) token(t *testing.T, key jwk.Key, issuer, aud, client strin
 }
 
 func TestClientAuthentication(t *testing.T) {
-	sb := restSandbox(t)
+	logs := &logBuffer{}
+	sb := restSandboxLog(t, logs.Logger())
+	var secrets []string // tokens that must never reach a log line
 	dir := t.TempDir()
 	ca := pkitest.NewCA(t, "Internal TLS CA")
 	srvKey, srvCert := writeLeaf(t, dir, "internal", ca.Issue(t, pki.ClientID{}, pki.UsageAuth))
@@ -232,6 +234,9 @@ func TestClientAuthentication(t *testing.T) {
 				if tc.token != "" {
 					h.Set("Authorization", "Bearer "+tc.token)
 				}
+				if len(tc.token) > 20 {
+					secrets = append(secrets, tc.token)
+				}
 				resp, body := call(nil, httpURL, h)
 				wantXRoadError(t, resp, body, http.StatusUnauthorized, typ)
 				if len(tc.token) > 20 && strings.Contains(string(body), tc.token[len(tc.token)-20:]) {
@@ -253,6 +258,7 @@ func TestClientAuthentication(t *testing.T) {
 			t.Fatal(err)
 		}
 		setAuth(securityserver.ClientAuth{Mode: securityserver.AuthToken, TokenFile: tokFile})
+		secrets = append(secrets, tok)
 		for _, tc := range []struct {
 			name, header string
 			status       int
@@ -276,6 +282,25 @@ func TestClientAuthentication(t *testing.T) {
 	t.Run("unknown client", func(t *testing.T) {
 		resp, body := consumerCall(t, nil, httpURL, "SANDBOX/GOV/CONSUMER/nobody", "GET", sandbox.RESTService, "/", nil, nil)
 		wantXRoadError(t, resp, body, http.StatusBadRequest, "Server.ClientProxy.InvalidClientIdentifier")
+	})
+
+	t.Run("logs carry the message id and no token", func(t *testing.T) {
+		if !logs.Contains("TokenAuthenticationFailed") {
+			t.Fatal("the refusals were not logged")
+		}
+		for _, sec := range secrets {
+			if logs.Contains(sec) || logs.Contains(sec[len(sec)-16:]) {
+				t.Errorf("a log line holds a bearer token")
+			}
+		}
+		logs.mu.Lock()
+		lines := strings.Split(logs.buf.String(), "\n")
+		logs.mu.Unlock()
+		for _, l := range lines {
+			if strings.Contains(l, `"request refused"`) && strings.Contains(l, `"side":"consumer"`) && !strings.Contains(l, `"messageId":"`) {
+				t.Errorf("refusal logged without message id: %s", l)
+			}
+		}
 	})
 
 	t.Run("refused configuration", func(t *testing.T) {
