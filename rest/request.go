@@ -144,6 +144,25 @@ func ParseRequest(r *http.Request) (*Request, error) {
 	return req, nil
 }
 
+// checkResourcePath refuses a resource path that could climb out of the
+// service's base URL once a backend (or a proxy before it) normalises it:
+// a "." or ".." segment, raw or percent-encoded, also behind an encoded
+// slash or backslash inside a segment.
+func checkResourcePath(escaped string) error {
+	for _, seg := range strings.Split(escaped, "/") {
+		d, err := url.PathUnescape(seg)
+		if err != nil {
+			return badRequest("the resource path is not valid percent-encoding", err)
+		}
+		for _, part := range strings.FieldsFunc(d, func(r rune) bool { return r == '/' || r == '\\' }) {
+			if part == "." || part == ".." {
+				return badRequest("the resource path must not contain . or .. segments", nil)
+			}
+		}
+	}
+	return nil
+}
+
 // parsePath reads INSTANCE/CLASS/MEMBER/SUBSYSTEM/SERVICE[/path] (escaped).
 func (req *Request) parsePath(rest string) error {
 	// Split off the five identifier parts, keep the rest escaped.
@@ -172,6 +191,9 @@ func (req *Request) parsePath(rest string) error {
 	svc, err := pki.NewServiceID(parts[:4], parts[4], "")
 	if err != nil {
 		return badRequest("the path's service identifier must be INSTANCE/CLASS/MEMBER/SUBSYSTEM/SERVICE with parts from A-Z a-z 0-9 '()+,-.=?", err)
+	}
+	if err := checkResourcePath(rest); err != nil {
+		return err
 	}
 	req.Service, req.Path = svc, rest
 	if rest == "" || rest == "/" {
