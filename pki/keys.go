@@ -182,13 +182,11 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 // same URI so that the administrator sees what the member asks for.
 func CreateCSR(key crypto.Signer, member ClientID, usage Usage) ([]byte, error) {
 	tmpl := &x509.CertificateRequest{
-		Subject: pkix.Name{
-			CommonName:         member.String(),
-			Organization:       []string{member.Member},
-			OrganizationalUnit: []string{string(usage)},
-		},
+		Subject: pkix.Name{CommonName: "Passerelle " + string(usage), OrganizationalUnit: []string{string(usage)}},
 	}
 	if !member.IsZero() {
+		tmpl.Subject.CommonName = member.String()
+		tmpl.Subject.Organization = []string{member.Member}
 		tmpl.URIs = []*url.URL{MemberURI(member)}
 	}
 	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
