@@ -19,6 +19,7 @@ func newRootCmd() *cobra.Command {
 		newServerCmd(),
 		newSandboxCmd(),
 		newEvidenceCmd(),
+		newAdminCmd(),
 		newAuditCmd(),
 	)
 	return root
