@@ -609,7 +609,7 @@ func testMessageLogs(t *testing.T, sb *sandbox.Sandbox) {
 			t.Errorf("%v: the two servers logged different signed messages", k)
 		}
 	}
-	waitEvidence(t, sb, 10*time.Second, id)
+	waitEvidence(t, sb, 30*time.Second, id)
 }
 
 func parseChain(t testing.TB, der [][]byte) []*x509.Certificate {

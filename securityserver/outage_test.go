@@ -43,7 +43,7 @@ func metric(t testing.TB, in *sandbox.Institution, name string) (float64, bool) 
 // waitDirectory waits until both servers use the directory of serial.
 func waitDirectory(t testing.TB, sb *sandbox.Sandbox, serial uint64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for _, in := range []*sandbox.Institution{sb.Consumer, sb.Provider} {
 		for {
 			v, _ := metric(t, in, "passerelle_directory_serial")
@@ -132,7 +132,7 @@ func TestDirectoryExpiryAndRollback(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer os.WriteFile(signed, newerBytes, 0o644)
-		deadline := time.Now().Add(10 * time.Second)
+		deadline := time.Now().Add(30 * time.Second)
 		for {
 			n, _ := metric(t, sb.Consumer, `passerelle_directory_refreshes_total{result="error"}`)
 			if n > errorsBefore {
@@ -169,7 +169,7 @@ func TestTSAOutage(t *testing.T) {
 	ids := []string{exchangeOK(t, sb, "tsa-up")}
 	// Nothing pending when the outage starts, so that the failure period
 	// counts from the first message logged during it.
-	waitEvidence(t, sb, 10*time.Second, ids...)
+	waitEvidence(t, sb, 30*time.Second, ids...)
 
 	sb.TSA.Stop()
 	outage := time.Now()
@@ -214,7 +214,7 @@ func TestTSAOutage(t *testing.T) {
 	if err := sb.TSA.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, body := callREST(t, sb, "GET", sandbox.RESTService, "/back", nil, nil)
 		if resp.StatusCode == http.StatusOK {
@@ -228,7 +228,7 @@ func TestTSAOutage(t *testing.T) {
 	ids = append(ids, exchangeOK(t, sb, "tsa-back"))
 	// Nothing lost: every message logged before, during and after has its
 	// timestamp (and receipt), verified.
-	waitEvidence(t, sb, 10*time.Second, ids...)
+	waitEvidence(t, sb, 30*time.Second, ids...)
 }
 
 // TestRegistryOutage is row 7: with the registry down exchanges go on;
