@@ -173,15 +173,7 @@ func (s *Server) serveConsumer(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, log, rest.ClientProxyError(rest.CodeInvalidSignature, "the response's signature does not verify", err), origin)
 		return
 	}
-	v, err := s.currentVerifier(doc)
-	if err == nil {
-		var signer pki.ClientID
-		signer, err = v.Verify(r.Context(), signed.Chain, signed.OCSP, pki.UsageSign)
-		if err == nil && signer != req.Service.Client.MemberID() {
-			err = fmt.Errorf("response signed by %s, service belongs to %s", signer, req.Service.Client.MemberID())
-		}
-	}
-	if err != nil {
+	if err := s.verifySigner(r.Context(), doc, signed.Chain, signed.OCSP, req.Service.Client); err != nil {
 		s.writeError(w, r, log, rest.ClientProxyError(rest.CodeCertValidation, "the response's signing certificate is not acceptable", err), origin)
 		return
 	}

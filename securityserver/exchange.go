@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -34,6 +35,24 @@ func (s *Server) record(ctx context.Context, rec messagelog.Record, body io.Read
 		return h, err
 	}
 	return h, s.feed(ctx, h, rec.Kind)
+}
+
+// verifySigner validates a message signer's chain and OCSP response against
+// the directory in hand (roots, freshness) for the sign usage and, when want
+// is not zero, checks that the certificate is bound to want's member.
+func (s *Server) verifySigner(ctx context.Context, doc *directory.Document, chain []*x509.Certificate, ocspDER []byte, want pki.ClientID) error {
+	v, err := s.currentVerifier(doc)
+	if err != nil {
+		return err
+	}
+	signer, err := v.Verify(ctx, chain, ocspDER, pki.UsageSign)
+	if err != nil {
+		return err
+	}
+	if !want.IsZero() && signer != want.MemberID() {
+		return fmt.Errorf("signed by %s, expected %s", signer, want.MemberID())
+	}
+	return nil
 }
 
 func chainDER(chain []*x509.Certificate) [][]byte {

@@ -105,15 +105,7 @@ func (s *Server) serveProvider(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, log, rest.ServerProxyError(code, "the request's signature does not verify against what was received", err), origin)
 		return
 	}
-	v, err := s.currentVerifier(doc)
-	if err == nil {
-		var signer pki.ClientID
-		signer, err = v.Verify(r.Context(), signed.Chain, signed.OCSP, pki.UsageSign)
-		if err == nil && signer != req.Client.MemberID() {
-			err = fmt.Errorf("request signed by %s for client %s", signer, req.Client)
-		}
-	}
-	if err != nil {
+	if err := s.verifySigner(r.Context(), doc, signed.Chain, signed.OCSP, req.Client); err != nil {
 		s.writeError(w, r, log, rest.ServerProxyError(rest.CodeCertValidation, "the request's signing certificate is not acceptable for this client", err), origin)
 		return
 	}

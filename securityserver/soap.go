@@ -251,11 +251,7 @@ func (s *Server) serveSOAPConsumer(w http.ResponseWriter, r *http.Request) {
 		s.faultSOAP(w, r, log, v, prefix, err)
 		return
 	}
-	vf, err := s.currentVerifier(doc)
-	if err == nil {
-		_, err = vf.Verify(r.Context(), verified.Chain, verified.OCSP, pki.UsageSign)
-	}
-	if err != nil {
+	if err := s.verifySigner(r.Context(), doc, verified.Chain, verified.OCSP, pki.ClientID{}); err != nil {
 		s.faultSOAP(w, r, log, v, prefix, soapError(string(rest.CodeCertValidation), err, "the response's signing certificate is not acceptable"))
 		return
 	}
@@ -339,11 +335,7 @@ func (s *Server) serveSOAPProvider(w http.ResponseWriter, r *http.Request) {
 		s.faultSOAP(w, r, log, v, prefix, err)
 		return
 	}
-	vf, err := s.currentVerifier(doc)
-	if err == nil {
-		_, err = vf.Verify(r.Context(), verified.Chain, verified.OCSP, pki.UsageSign)
-	}
-	if err != nil {
+	if err := s.verifySigner(r.Context(), doc, verified.Chain, verified.OCSP, pki.ClientID{}); err != nil {
 		s.faultSOAP(w, r, log, v, prefix, soapError(string(rest.CodeCertValidation), err, "the request's signing certificate is not acceptable for this client"))
 		return
 	}
