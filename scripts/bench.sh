@@ -9,7 +9,7 @@
 #
 # Knobs (environment): DURATION (each closed-loop run, default 3s), WARMUP
 # (1s), CONC (1,16,64), RATES (open loop, 200,50 req/s), OPEN_DURATION (8s), CONNS
-# (1000), BENCHTIME (component benchmarks, 1s), BENCH_QUICK=1 (short runs
+# (1000), BODY_MIB (200), BENCHTIME (component benchmarks, 1s), BENCH_QUICK=1 (short runs
 # for trying the script), BENCH_OUT (report file), BENCH_KEEP=1 (keep the
 # work directory: logs, profile, configs).
 set -euo pipefail
@@ -25,6 +25,7 @@ CONC=${CONC:-1,16,64}
 RATES=${RATES:-200,50}
 OPEN_DURATION=${OPEN_DURATION:-8s}
 CONNS=${CONNS:-1000}
+BODY_MIB=${BODY_MIB:-200}
 BENCHTIME=${BENCHTIME:-1s}
 PROFILE_N=${PROFILE_N:-2000}
 
@@ -80,6 +81,16 @@ go build -o "$work/loadgen" ./test/load/cmd/loadgen
 go test -c -o "$work/load.test" ./test/load/
 loadgen=$work/loadgen
 
+# --- a 200 MiB body through the pair (its own process, before anything else runs) ---
+say "streaming a ${BODY_MIB} MiB body through an in-process pair"
+stream_flag=()
+if "$loadgen" stream -size $((BODY_MIB << 20)) -dir "$work/stream" -result "$work/stream.json" >"$work/stream.md" 2>"$work/stream.log"; then
+  stream_flag=(-stream-result "$work/stream.json")
+else
+  { echo "### A ${BODY_MIB} MiB body streamed through the pair"; echo; echo "**Failed:** $(tail -n 3 "$work/stream.log")"; } >"$work/stream.md"
+fi
+rm -rf "$work/stream"
+
 # --- the sandbox, as its own process ----------------------------------------
 start_sandbox() { # $1 = directory, $2 = log name; sets started_pid
   "$work/passerelle" sandbox --dir "$1" --port-base 0 --quiet >"$work/$2.out" 2>"$work/$2.log" &
@@ -116,7 +127,7 @@ bash scripts/bench-nginx.sh start "$work/nginx" "$rest_backend" "$soap_backend" 
 say "exchange runs: ${CONC} connections × 3 messages × 3-4 systems, ${DURATION} each (+${WARMUP} warm-up); open loop ${RATES} req/s × ${OPEN_DURATION}; ${CONNS} held connections"
 "$loadgen" run -sandbox "$work/sb" -pid "$sandbox_pid" -nginx "$NGINX_URL" -nginx-pids "$NGINX_PIDS" \
   -duration "$DURATION" -warmup "$WARMUP" -conc "$CONC" -rates "$RATES" -open-duration "$OPEN_DURATION" \
-  -conns "$CONNS" "${tmpfs_flag[@]}" >"$work/exchange.md" 2>"$work/loadgen.log" || { cat "$work/loadgen.log" >&2; exit 1; }
+  -conns "$CONNS" "${tmpfs_flag[@]}" "${stream_flag[@]}" >"$work/exchange.md" 2>"$work/loadgen.log" || { cat "$work/loadgen.log" >&2; exit 1; }
 sb_cpu=$(awk '{printf "%.1f", ($14+$15)/100}' "/proc/$sandbox_pid/stat" 2>/dev/null || echo "?")
 
 # Everything on loopback stops before the component benchmarks.
@@ -148,6 +159,8 @@ go tool pprof -top -cum -nodecount 40 "$work/load.test" "$work/pair.cpu" 2>/dev/
   echo "The sandbox process used ${sb_cpu} s of CPU during the exchange runs."
   echo
   cat "$work/exchange.md"
+  echo
+  cat "$work/stream.md"
   echo
   "$loadgen" components "$work/components.txt"
   echo "### CPU profile of the pair (BenchmarkPair: in-process sandbox, REST POST 1 KiB and SOAP 1 KiB at concurrency 16)"

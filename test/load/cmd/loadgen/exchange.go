@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -27,6 +29,7 @@ type exchangeFlags struct {
 	conns      int
 	only       string
 	tmpfsDir   string
+	streamRes  string
 }
 
 // system is one of the three things measured side by side.
@@ -50,6 +53,7 @@ func runExchange(ctx context.Context, args []string, w, logw io.Writer) error {
 	fs.DurationVar(&f.openDur, "open-duration", 10*time.Second, "measured time of each open-loop run")
 	fs.IntVar(&f.conns, "conns", 1000, "keep-alive connections held for the memory test")
 	fs.StringVar(&f.tmpfsDir, "sandbox-tmpfs", "", "optional second sandbox whose directory is on tmpfs (fsync costs nothing): a diagnostic column showing what durability costs")
+	fs.StringVar(&f.streamRes, "stream-result", "", "JSON written by `loadgen stream -result`, for the goals table")
 	fs.StringVar(&f.only, "only", "", "measure only this system (direct, nginx or pair) at the -conc concurrencies, for profiling; no report")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -113,6 +117,17 @@ func runExchange(ctx context.Context, args []string, w, logw io.Writer) error {
 		return nil
 	}
 	rep := &report{concs: concs, systems: systems, closed: map[cell]load.Result{}}
+	// Memory first, on fresh processes: the sandbox process and the nginx
+	// pair, each holding f.conns keep-alive connections that each carried
+	// one REST GET.
+	rep.conns = f.conns
+	rep.holdFlight = f.holdFlight
+	rep.mem = append(rep.mem, hold(ctx, logf, "Passerelle pair (`passerelle sandbox` process: both servers, CA, TSA, registry, backends)",
+		[]int{f.pid}, sb.Info.ConsumerURL, load.NewRequestFunc(load.RESTGet, sb.Pair, sb.Info.ClientID, runID), f.conns, f.holdFlight))
+	if len(nginxPids) > 0 {
+		rep.mem = append(rep.mem, hold(ctx, logf, "nginx pair (both instances: masters + workers)",
+			nginxPids, ng, load.NewRequestFunc(load.RESTGet, systems[1].ep, sb.Info.ClientID, runID), f.conns, f.holdFlight))
+	}
 	if lat, err := load.FsyncProbe(f.sandboxDir, 200); err != nil {
 		logf("fsync probe: %v", err)
 	} else {
@@ -164,15 +179,15 @@ func runExchange(ctx context.Context, args []string, w, logw io.Writer) error {
 	}
 	rep.openDur = f.openDur
 
-	// Memory: the sandbox process and the nginx pair, each holding f.conns
-	// keep-alive connections that each carried one REST GET at once.
-	rep.conns = f.conns
-	rep.holdFlight = f.holdFlight
-	rep.mem = append(rep.mem, hold(ctx, logf, "Passerelle pair (`passerelle sandbox` process: both servers, CA, TSA, registry, backends)",
-		[]int{f.pid}, sb.Info.ConsumerURL, load.NewRequestFunc(load.RESTGet, sb.Pair, sb.Info.ClientID, runID), f.conns, f.holdFlight))
-	if len(nginxPids) > 0 {
-		rep.mem = append(rep.mem, hold(ctx, logf, "nginx pair (both instances: masters + workers)",
-			nginxPids, ng, load.NewRequestFunc(load.RESTGet, systems[1].ep, sb.Info.ClientID, runID), f.conns, f.holdFlight))
+	if f.streamRes != "" {
+		b, err := os.ReadFile(f.streamRes)
+		if err != nil {
+			return err
+		}
+		rep.stream = &streamResult{}
+		if err := json.Unmarshal(b, rep.stream); err != nil {
+			return fmt.Errorf("%s: %w", f.streamRes, err)
+		}
 	}
 	rep.write(w)
 	return nil

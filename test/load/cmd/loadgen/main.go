@@ -5,6 +5,7 @@
 // baselines.
 //
 //	loadgen run -sandbox DIR -pid PID -nginx URL -nginx-pids A,B [-duration 3s] …
+//	loadgen stream [-size 209715200]       # a 200 MiB body through an in-process pair, RSS growth
 //	loadgen components BENCH-OUTPUT-FILE   # key algorithms, registry, TSA tables
 //	loadgen backends -sandbox DIR          # host:port of the REST and SOAP sample services
 //	loadgen freeport [-n 2]                # free loopback ports for nginx's config
@@ -36,7 +37,7 @@ func main() {
 	}
 }
 
-var errUsage = errors.New("usage: loadgen run|components|backends|freeport [flags] (see the package doc)")
+var errUsage = errors.New("usage: loadgen run|stream|components|backends|freeport [flags] (see the package doc)")
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -45,6 +46,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "run":
 		return runExchange(ctx, args[1:], stdout, stderr)
+	case "stream":
+		return runStream(ctx, args[1:], stdout, stderr)
 	case "components":
 		if len(args) != 2 {
 			return errUsage
