@@ -177,39 +177,35 @@ func client(t *Target, conns int) *http.Client {
 	return NewClient(conns)
 }
 
-// Closed runs t with conc workers for warmup (not recorded) and then for d,
-// each worker sending its next request as soon as it has read the previous
-// answer.
+// Closed runs t with conc workers, each sending its next request as soon as
+// it has read the previous answer, for warmup and then d. The result holds
+// the answers that arrived during d (throughput = those ÷ d). At the end no
+// new request is sent and Closed waits for those in flight, unrecorded, so
+// that the next run starts on an idle system.
 func Closed(ctx context.Context, t Target, conc int, warmup, d time.Duration) Result {
 	c := client(&t, conc)
 	var next atomic.Uint64
-	loop := func(ctx context.Context, rec *recorder) {
-		var wg sync.WaitGroup
-		for range conc {
-			wg.Go(func() {
-				for ctx.Err() == nil {
-					start := time.Now()
-					err := do(ctx, &t, c, next.Add(1)-1)
-					if ctx.Err() != nil {
-						return // cut short by the end of the run: not an answer
-					}
-					rec.done(time.Since(start), err)
-				}
-			})
-		}
-		wg.Wait()
-	}
-	if warmup > 0 {
-		wctx, cancel := context.WithTimeout(ctx, warmup)
-		loop(wctx, &recorder{})
-		cancel()
-	}
-	rctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
 	rec := &recorder{}
-	start := time.Now()
-	loop(rctx, rec)
-	r := rec.result(t.Name, time.Since(start))
+	begin := time.Now()
+	from, until := begin.Add(warmup), begin.Add(warmup+d)
+	var wg sync.WaitGroup
+	for range conc {
+		wg.Go(func() {
+			for ctx.Err() == nil && time.Now().Before(until) {
+				start := time.Now()
+				err := do(ctx, &t, c, next.Add(1)-1)
+				end := time.Now()
+				if ctx.Err() != nil {
+					return // interrupted: not an answer
+				}
+				if !end.Before(from) && !end.After(until) {
+					rec.done(end.Sub(start), err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	r := rec.result(t.Name, d)
 	r.Concurrency = conc
 	return r
 }
