@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -309,37 +308,52 @@ func (s *Server) currentVerifier(doc *directory.Document) (*verify.Verifier, err
 	return v, nil
 }
 
-// deliverStamps stores each batch's timestamps in the message log.
+// deliverStamps stores each batch's timestamps in the message log. The
+// attachments are issued concurrently so that the log's group committer
+// writes a whole batch in a few transactions, not one per message.
 func (s *Server) deliverStamps(ctx context.Context, stamps []timestamp.Stamp) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(attachConcurrency)
 	for _, st := range stamps {
 		path := make([][]byte, len(st.Path.Proof))
 		for i, h := range st.Path.Proof {
 			path[i] = append([]byte(nil), h[:]...)
 		}
 		ts := messagelog.Timestamp{Token: st.Token, Path: path, BatchSize: uint64(st.Path.Size), Index: uint64(st.Path.Index), Time: st.Time}
-		if err := s.mlog.AttachTimestamp(ctx, messagelog.Hash(st.Hash), ts); err != nil && !errors.Is(err, messagelog.ErrNotFound) {
-			return err
-		}
+		h := messagelog.Hash(st.Hash)
+		g.Go(func() error {
+			if err := s.mlog.AttachTimestamp(gctx, h, ts); err != nil && !errors.Is(err, messagelog.ErrNotFound) {
+				return err
+			}
+			return nil
+		})
 	}
-	return nil
+	return g.Wait()
 }
+
+// attachConcurrency bounds the attachments in flight at once.
+const attachConcurrency = 512
 
 // deliverReceipts stores registry receipts in the message log; an item's Ref
 // is its message hash in hex.
 func (s *Server) deliverReceipts(ctx context.Context, receipts []client.Receipt) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(attachConcurrency)
 	for _, rc := range receipts {
-		var h messagelog.Hash
-		if b, err := hex.DecodeString(rc.Ref); err != nil || len(b) != len(h) {
+		h, err := messagelog.ParseHash(rc.Ref)
+		if err != nil {
 			s.log.Warn("registry receipt with an unknown reference", "ref", rc.Ref)
 			continue
-		} else {
-			copy(h[:], b)
 		}
-		if err := s.mlog.AttachReceipt(ctx, h, messagelog.Receipt{Proof: rc.Proof, Index: uint64(rc.Index)}); err != nil && !errors.Is(err, messagelog.ErrNotFound) {
-			return err
-		}
+		r := messagelog.Receipt{Proof: rc.Proof, Index: uint64(rc.Index)}
+		g.Go(func() error {
+			if err := s.mlog.AttachReceipt(gctx, h, r); err != nil && !errors.Is(err, messagelog.ErrNotFound) {
+				return err
+			}
+			return nil
+		})
 	}
-	return nil
+	return g.Wait()
 }
 
 // Run serves until ctx ends, then drains in-flight requests and flushes the

@@ -117,7 +117,7 @@ func NewBatcher(cfg BatcherConfig) (*Batcher, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return nil, fmt.Errorf("timestamp: open batcher %s: %w", cfg.Path, err)
 	}

@@ -34,7 +34,7 @@ type LedgerEntry struct {
 
 // OpenLedger opens (creating) the ledger at path.
 func OpenLedger(path string) (*BoltLedger, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, fmt.Errorf("timestamp: ledger %s is in use by another process", path)
