@@ -372,6 +372,14 @@ func (s *Server) Run(ctx context.Context, addrFile string) error {
 		srv  *http.Server
 	}
 	var lns []listener
+	started := false
+	defer func() { // a listener that failed to open leaves none of the others open
+		if !started {
+			for _, l := range lns {
+				l.ln.Close()
+			}
+		}
+	}()
 	add := func(name, addr string, h http.Handler, tlsConf *tls.Config) error {
 		if addr == "" {
 			return nil
@@ -410,6 +418,7 @@ func (s *Server) Run(ctx context.Context, addrFile string) error {
 	if err := daemon.WriteAddrFile(addrFile, addrs); err != nil {
 		return err
 	}
+	started = true
 	bg, bgCancel := context.WithCancel(context.WithoutCancel(ctx))
 	var bgWG sync.WaitGroup
 	for _, f := range []func(context.Context) error{s.authStapler.Run, s.signStapler.Run, s.dir.Run, s.batcher.Run, s.outbox.Run, s.runFeeder, s.retentionLoop} {
