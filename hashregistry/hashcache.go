@@ -33,13 +33,6 @@ type upperCache struct {
 	m  map[int64]tlog.Hash
 }
 
-func (c *upperCache) get(idx int64) (tlog.Hash, bool) {
-	c.mu.RLock()
-	h, ok := c.m[idx]
-	c.mu.RUnlock()
-	return h, ok
-}
-
 func (c *upperCache) add(hs []indexedHash) {
 	if len(hs) == 0 {
 		return

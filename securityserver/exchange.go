@@ -3,7 +3,6 @@ package securityserver
 import (
 	"context"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -106,15 +105,4 @@ func copyHeaders(dst, h http.Header) {
 	for k, v := range h {
 		dst[k] = v
 	}
-}
-
-var errNoFreshOCSP = errors.New("no fresh OCSP response for the server's own certificate")
-
-// memberOf is the member a certificate chain's leaf is bound to.
-func memberOf(chain []*x509.Certificate) pki.ClientID {
-	if len(chain) == 0 {
-		return pki.ClientID{}
-	}
-	m, _ := pki.MemberFromCert(chain[0])
-	return m
 }

@@ -204,8 +204,8 @@ func (s *Server) serveSOAPConsumer(w http.ResponseWriter, r *http.Request) {
 	}
 	out.ContentLength = n
 	out.Header.Set("Content-Type", ct)
-	if a, ok := r.Header[headerSOAPAction]; ok {
-		out.Header[headerSOAPAction] = a
+	if a := r.Header.Values(headerSOAPAction); len(a) > 0 {
+		out.Header[headerSOAPAction] = a // written as SOAP 1.1 spells it
 	}
 	out.Header.Set(HeaderAuthOCSP, base64.StdEncoding.EncodeToString(authOCSP))
 	resp, err := s.toProvider.Do(out)

@@ -39,6 +39,9 @@ const (
 func echoBackend(t *testing.T) *httptest.Server {
 	dir := t.TempDir()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a := r.Header.Values("SOAPAction"); len(a) > 0 {
+			lastSOAPAction.Store(&a[0])
+		}
 		if r.Method == http.MethodGet && r.URL.RawQuery == "wsdl" {
 			w.Header().Set("Content-Type", "text/xml")
 			io.WriteString(w, testWSDL)
@@ -62,6 +65,9 @@ func echoBackend(t *testing.T) *httptest.Server {
 	t.Cleanup(srv.Close)
 	return srv
 }
+
+// lastSOAPAction is the SOAPAction header the echo backend last received.
+var lastSOAPAction atomic.Pointer[string]
 
 // reconfigure restarts an institution's server with edit applied to its
 // configuration.
@@ -153,6 +159,18 @@ func TestSOAPAttachmentsAndMetaservices(t *testing.T) {
 					t.Errorf("MTOM = %v, want %v", out.MTOM, in.MTOM)
 				}
 			})
+		}
+	})
+
+	t.Run("SOAPAction reaches the service", func(t *testing.T) {
+		const action = `"urn:passerelle:test#echo"`
+		req := envelope(soap.SOAP11, sandboxClient, "echo", uuid.NewString(), `<echo/>`)
+		resp, body := post(t, url, "text/xml", bytes.NewReader(req), "SOAPAction", action)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+		if got := lastSOAPAction.Load(); got == nil || *got != action {
+			t.Fatalf("the service saw SOAPAction %v, want %s", got, action)
 		}
 	})
 

@@ -78,9 +78,6 @@ func (m *soapMessage) Close() {
 // attachment's size, headers and digest, so the parts can be told apart).
 func (m *soapMessage) attachments() io.Reader { return m.store.section(0, m.store.n) }
 
-// attachmentsLen is the attachments' total size.
-func (m *soapMessage) attachmentsLen() int64 { return m.store.n }
-
 // contentType is the media type to send the message with: the SOAP part's
 // own for a bare envelope; for multipart/related the parameters received
 // with a new boundary.

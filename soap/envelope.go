@@ -163,10 +163,7 @@ func ParseEnvelope(contentType string, data []byte, lim Limits) (*Envelope, erro
 	}
 	env := &Envelope{Version: v, Raw: data, doc: doc}
 	ns := v.Namespace()
-	var kids []*etree.Element
-	for _, c := range root.ChildElements() {
-		kids = append(kids, c)
-	}
+	kids := root.ChildElements()
 	for _, t := range root.Child {
 		if cd, ok := t.(*etree.CharData); ok && strings.TrimSpace(cd.Data) != "" {
 			return nil, errorf(CodeInvalidSoap, nil, "text inside Envelope")

@@ -51,7 +51,6 @@ var (
 	oidSigningCertificate = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 2, 12}
 	oidSigningCertV2      = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 2, 47}
 	oidExtKeyUsage        = asn1.ObjectIdentifier{2, 5, 29, 37}
-	oidKPTimeStamping     = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 3, 8}
 )
 
 // hashForOID maps the imprint algorithms we accept; SHA-1 and anything else

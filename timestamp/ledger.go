@@ -10,6 +10,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 var bucketTokens = []byte("tokens")
@@ -36,7 +37,7 @@ type LedgerEntry struct {
 func OpenLedger(path string) (*BoltLedger, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("timestamp: ledger %s is in use by another process", path)
 		}
 		return nil, fmt.Errorf("timestamp: open ledger: %w", err)

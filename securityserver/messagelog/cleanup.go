@@ -58,7 +58,7 @@ func (l *Log) Cleanup(ctx context.Context, olderThan time.Time) (CleanupStats, e
 			}
 			var victims []*Record
 			for n := 0; ; n++ {
-				if k == nil || len(k) < 8 || bytes.Compare(k[:8], cutoff) >= 0 {
+				if len(k) < 8 || bytes.Compare(k[:8], cutoff) >= 0 {
 					done = true
 					break
 				}
