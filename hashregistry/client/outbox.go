@@ -419,8 +419,14 @@ func (o *Outbox) drainOnce(ctx context.Context) (int, error) {
 			return 0, fmt.Errorf("%w: receipt %d is for another entry", ErrBadReceipt, i)
 		}
 		if verifier != nil {
-			if _, err := hashregistry.VerifyReceipt(r.Proof, verifier); err != nil {
+			got, err := hashregistry.VerifyReceipt(r.Proof, verifier)
+			if err != nil {
 				return 0, fmt.Errorf("%w: %w", ErrBadReceipt, err)
+			}
+			// The proof must be about this very entry, not any entry.
+			if got.Index != r.Index || got.Entry.Hash != e.Hash || got.Entry.Kind != e.Kind ||
+				got.Entry.Member != e.Member || !got.Entry.Time.Equal(e.Time) {
+				return 0, fmt.Errorf("%w: receipt %d proves another entry", ErrBadReceipt, i)
 			}
 		}
 	}

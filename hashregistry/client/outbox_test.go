@@ -327,3 +327,41 @@ func outboxChild(t *testing.T, dir, addr string) {
 		fmt.Println(i) // acknowledged: durably queued
 	}
 }
+
+// swapProofs hands back each receipt with the next one's (valid) proof.
+type swapProofs struct{ Appender }
+
+func (s swapProofs) Append(ctx context.Context, subs []hashregistry.Submission) ([]hashregistry.AppendReceipt, error) {
+	rs, err := s.Appender.Append(ctx, subs)
+	if err != nil || len(rs) < 2 {
+		return rs, err
+	}
+	first := rs[0].Proof
+	for i := range rs[:len(rs)-1] {
+		rs[i].Proof = rs[i+1].Proof
+	}
+	rs[len(rs)-1].Proof = first
+	return rs, nil
+}
+
+func TestOutboxRefusesProofOfAnotherEntry(t *testing.T) {
+	l, v := openLog(t)
+	o, err := OpenOutbox(OutboxConfig{
+		Path:     filepath.Join(t.TempDir(), "outbox.db"),
+		Appender: swapProofs{LogAppender{Log: l, Member: member}},
+		Verifier: v,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	if err := o.Submit(context.Background(), []Item{item("a"), item("b")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.drainOnce(context.Background()); !errors.Is(err, ErrBadReceipt) {
+		t.Fatalf("drainOnce = %v, want ErrBadReceipt", err)
+	}
+	if n, _ := o.Backlog(); n != 2 {
+		t.Fatalf("backlog %d, want the 2 items still queued", n)
+	}
+}
