@@ -810,7 +810,7 @@ func (l *Log) ReadTile(ctx context.Context, t tlog.Tile) ([]byte, error) {
 	}
 	level := max(t.L, 0)
 	avail := size >> (TileHeight * level)
-	if t.N*TileWidth+int64(t.W) > avail {
+	if t.N > avail/TileWidth || t.N*TileWidth+int64(t.W) > avail { // the first test keeps N*TileWidth from overflowing
 		return nil, fmt.Errorf("%w: tile %s beyond the tree of %d", ErrNotFound, TilePath(t), size)
 	}
 	if t.L != LevelEntries {

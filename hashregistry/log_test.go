@@ -321,3 +321,20 @@ func TestReadTile(t *testing.T) {
 		t.Fatalf("entry bundle first entry = %+v, %v", e, err)
 	}
 }
+
+// A tile index whose first entry overflows int64 is beyond the tree, not
+// the tile at the wrapped-around index.
+func TestReadTileHugeIndex(t *testing.T) {
+	k := newTestKeys(t, testOrigin)
+	l := openTestLog(t, filepath.Join(t.TempDir(), "log.db"), k)
+	appendN(t, l, 0, 3)
+	for _, p := range []string{"tile/entries/x072/x057/x594/x037/x927/936.p/1", "tile/0/x072/x057/x594/x037/x927/936.p/1"} {
+		tile, err := ParseTilePath(p) // N = 1<<56: N*256 wraps to 0
+		if err != nil {
+			t.Fatal(err)
+		}
+		if data, err := l.ReadTile(t.Context(), tile); !errors.Is(err, ErrNotFound) {
+			t.Errorf("ReadTile(%s) = %d bytes, %v; want ErrNotFound", p, len(data), err)
+		}
+	}
+}
