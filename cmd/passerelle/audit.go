@@ -16,7 +16,7 @@ import (
 func newAuditCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "audit",
-		Short: "Auditor checks: the registry's consistency, registry receipts (offline)",
+		Short: "Auditor checks: the registry's consistency, registry receipts and evidence bundles (offline)",
 	}
 	cmd.AddCommand(newAuditRegistryCmd(), newAuditReceiptCmd(), newAuditEvidenceCmd())
 	return cmd
