@@ -105,7 +105,7 @@ func (s *Server) serveConsumer(w http.ResponseWriter, r *http.Request) {
 	}
 
 	// Send it to the provider's security server.
-	ctx, cancel := context.WithTimeout(r.Context(), consumerTimeout)
+	ctx, cancel := context.WithTimeout(withPeerPin(r.Context(), target.TLSCertSHA256), consumerTimeout)
 	defer cancel()
 	// ServicePath ends with the resource path, escaped as received.
 	u := &url.URL{Scheme: "https", Host: target.Address, RawPath: req.ServicePath(), RawQuery: req.RawQuery}

@@ -237,8 +237,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (s *Server, err err
 
 	s.toProvider = &http.Client{
 		Transport: &http.Transport{
-			DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			TLSClientConfig:     s.providerClientTLS(),
+			DialTLSContext:      s.dialProvider(&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}),
 			ForceAttemptHTTP2:   false,
 			MaxIdleConnsPerHost: 256,
 			IdleConnTimeout:     90 * time.Second,

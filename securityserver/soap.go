@@ -192,7 +192,7 @@ func (s *Server) serveSOAPConsumer(w http.ResponseWriter, r *http.Request) {
 	}
 
 	// Send it to the provider's security server.
-	ctx, cancel := context.WithTimeout(r.Context(), consumerTimeout)
+	ctx, cancel := context.WithTimeout(withPeerPin(r.Context(), target.TLSCertSHA256), consumerTimeout)
 	defer cancel()
 	ct, body, n, done := msg.body(signed)
 	defer done()

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 
 	"github.com/passerelle/passerelle/pki"
 )
@@ -42,8 +43,8 @@ func (s *Server) providerServerTLS() *tls.Config {
 // providerClientTLS is the consumer side's mutual TLS towards providers.
 // Go's host-name check is replaced by the directory: the peer must chain to
 // the directory's roots with the auth usage, present a good, fresh stapled
-// OCSP response, and be a registered security server; the caller then checks
-// that it is the very server it meant to reach (fingerprint).
+// OCSP response, and be a registered security server; dialProvider adds that
+// it is the very server the caller means to reach (fingerprint).
 func (s *Server) providerClientTLS() *tls.Config {
 	return &tls.Config{
 		MinVersion:         tls.VersionTLS12,
@@ -69,6 +70,54 @@ func (s *Server) providerClientTLS() *tls.Config {
 			}
 			return nil
 		},
+	}
+}
+
+// peerPinKey is the context key of the TLS certificate fingerprint the
+// consumer side expects of the provider's security server it calls.
+type peerPinKey struct{}
+
+// withPeerPin asks dialProvider to accept only a peer whose certificate has
+// fingerprint fp (the directory's tlsCertSha256 of the target server).
+func withPeerPin(ctx context.Context, fp string) context.Context {
+	return context.WithValue(ctx, peerPinKey{}, fp)
+}
+
+var errPeerNotPinned = errors.New("certificate is not the one the federation directory registers for the server called")
+
+// dialProvider opens a connection to a provider's security server with
+// providerClientTLS, and also refuses, during the handshake, a peer that is
+// not the server the request's context pins (withPeerPin): another
+// registered security server never sees the request. A connection is only
+// reused for requests to the same address; their callers still compare the
+// fingerprint with their own target.
+func (s *Server) dialProvider(d *net.Dialer) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		want, _ := ctx.Value(peerPinKey{}).(string)
+		if want == "" {
+			return nil, &tlsVerifyError{errors.New("no expected peer certificate for " + addr)}
+		}
+		raw, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		conf := s.providerClientTLS()
+		if host, _, err := net.SplitHostPort(addr); err == nil && net.ParseIP(host) == nil {
+			conf.ServerName = host // SNI, as http.Transport would send it
+		}
+		verify := conf.VerifyConnection
+		conf.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) > 0 && pki.Fingerprint(cs.PeerCertificates[0]) != want {
+				return &tlsVerifyError{errPeerNotPinned}
+			}
+			return verify(cs)
+		}
+		c := tls.Client(raw, conf)
+		if err := c.HandshakeContext(ctx); err != nil {
+			raw.Close()
+			return nil, err
+		}
+		return c, nil
 	}
 }
 
