@@ -41,11 +41,21 @@ func (s *Server) soapLimits() soap.Limits {
 
 // readSOAPMessage reads a SOAP POST body (bare envelope, SwA or MTOM). The
 // envelope is bounded by limits.maxBodyBytes, and so is the attachments'
-// total. Close the message when done.
+// total (their MIME headers included). Close the message when done.
 func (s *Server) readSOAPMessage(contentType string, body io.Reader) (*soapMessage, error) {
 	st := &attachStore{dir: s.cfg.DataDir, limit: s.cfg.Limits.MaxBodyBytes}
 	m := &soapMessage{store: st}
 	spool := func(i int, h textproto.MIMEHeader) (io.WriteCloser, error) {
+		// The headers stay with the message: they count against the limit.
+		for k, vv := range h {
+			for _, v := range vv {
+				st.hdr += int64(len(k) + len(v))
+			}
+		}
+		if st.n+st.hdr > st.limit {
+			st.tooLarge = true
+			return nil, errTooLarge
+		}
 		m.parts = append(m.parts, spooledPart{header: h, off: st.n})
 		return &partWriter{m: m, i: len(m.parts) - 1}, nil
 	}
@@ -175,11 +185,12 @@ type attachStore struct {
 	mem      []byte
 	f        *os.File
 	n        int64
+	hdr      int64 // bytes of the attachments' MIME headers, held in parts
 	tooLarge bool
 }
 
 func (a *attachStore) Write(p []byte) (int, error) {
-	if a.n+int64(len(p)) > a.limit {
+	if a.n+a.hdr+int64(len(p)) > a.limit {
 		a.tooLarge = true
 		return 0, errTooLarge
 	}
