@@ -31,7 +31,7 @@ configuration, naming the field, or without a valid federation directory.`,
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "the server's YAML configuration (required)")
-	cmd.Flags().StringVar(&addrFile, "addr-file", "", "write the bound addresses (JSON: consumer, provider, admin) to this file")
+	cmd.Flags().StringVar(&addrFile, "addr-file", "", "write the bound addresses (JSON: consumer, provider, admin, consumerTLS; those configured) to this file")
 	cmd.MarkFlagRequired("config")
 	return cmd
 }
