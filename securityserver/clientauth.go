@@ -175,7 +175,8 @@ type jwksCache struct {
 
 	mu      sync.Mutex
 	set     jwk.Set
-	fetched time.Time
+	fetched time.Time // last successful fetch
+	tried   time.Time // last fetch attempt, successful or not
 }
 
 func newJWKSCache(url string, refresh time.Duration) *jwksCache {
@@ -185,17 +186,19 @@ func newJWKSCache(url string, refresh time.Duration) *jwksCache {
 func (c *jwksCache) mayRefetch() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return time.Since(c.fetched) >= jwksMinRefetch
+	return time.Since(c.tried) >= jwksMinRefetch
 }
 
 // get returns the key set, fetching it when missing, older than refresh, or
-// when force is set.
+// when force is set; while it has a set, it tries the issuer at most every
+// jwksMinRefetch (an issuer that is down is not asked on every request).
 func (c *jwksCache) get(ctx context.Context, force bool) (jwk.Set, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.set != nil && !force && time.Since(c.fetched) < c.refresh {
+	if c.set != nil && ((!force && time.Since(c.fetched) < c.refresh) || time.Since(c.tried) < jwksMinRefetch) {
 		return c.set, nil
 	}
+	c.tried = time.Now()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	set, err := jwk.Fetch(ctx, c.url, jwk.WithHTTPClient(c.client))
