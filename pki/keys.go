@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -125,16 +126,22 @@ func WritePrivateKey(path string, key crypto.Signer) error {
 	return WriteFileAtomic(path, data, 0o600)
 }
 
-// LoadPrivateKey reads a PEM private key and refuses one readable by group or others.
+// LoadPrivateKey reads a PEM private key and refuses one readable by group or
+// others. The mode is checked on the opened file, so it is the file read.
 func LoadPrivateKey(path string) (crypto.Signer, error) {
-	fi, err := os.Stat(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("pki: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("pki: %w", err)
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("pki: private key %s has mode %v; want 0600 (chmod 600 %s)", path, fi.Mode().Perm(), path)
 	}
-	data, err := os.ReadFile(path)
+	data, err := io.ReadAll(io.LimitReader(f, 1<<20))
 	if err != nil {
 		return nil, fmt.Errorf("pki: %w", err)
 	}
@@ -169,11 +176,13 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	if err := os.Rename(tmp, path); err != nil {
 		return err
 	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
+	// The rename is durable only once the directory is synced.
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
 	}
-	return nil
+	defer d.Close()
+	return d.Sync()
 }
 
 // CreateCSR makes a PEM certificate signing request for member, signed by key.

@@ -168,6 +168,9 @@ func adminClientsCmd(f *adminFlags) *cobra.Command {
 			return nil
 		}}
 	updAuth.add(update)
+	// update replaces the whole setting: an omitted --auth must not quietly
+	// mean "none" and switch a client's authentication off.
+	update.MarkFlagRequired("auth")
 	remove := &cobra.Command{Use: "remove ID", Short: "Remove a client subsystem", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := f.client()
