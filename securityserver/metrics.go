@@ -2,6 +2,7 @@ package securityserver
 
 import (
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -10,15 +11,25 @@ import (
 )
 
 // metrics are the security server's own Prometheus metrics; labels are
-// bounded (services come from the configuration, error types from the code).
+// bounded (services come from the configuration, error types from the code,
+// or for errors passed on from peers and services, at most maxErrorTypes).
 type metrics struct {
 	exchanges *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
 	errors    *prometheus.CounterVec
+
+	mu    sync.Mutex
+	types map[string]struct{} // error types counted under their own name
 }
+
+// maxErrorTypes bounds the error types counted by name: a provider's
+// X-Road-Error or a service's SOAP faultcode is any string its sender
+// chooses; beyond the bound, types are counted as "other".
+const maxErrorTypes = 256
 
 func newMetrics(s *Server) (*metrics, error) {
 	m := &metrics{
+		types: map[string]struct{}{},
 		exchanges: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "passerelle_exchanges_total", Help: "Exchanges completed, by side, service and HTTP status class.",
 		}, []string{"side", "service", "status"}),
@@ -89,5 +100,14 @@ func (m *metrics) result(origin rest.Origin, typ string) {
 	if m == nil {
 		return
 	}
+	m.mu.Lock()
+	if _, ok := m.types[typ]; !ok {
+		if len(m.types) >= maxErrorTypes {
+			typ = "other"
+		} else {
+			m.types[typ] = struct{}{}
+		}
+	}
+	m.mu.Unlock()
 	m.errors.WithLabelValues(string(origin), typ).Inc()
 }
