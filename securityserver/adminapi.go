@@ -537,7 +537,10 @@ func writePage[T any](w http.ResponseWriter, r *http.Request, items []T) {
 	}
 	total := len(items)
 	last := max(1, (total+per-1)/per)
-	lo := min(total, (page-1)*per)
+	lo := total // past the last page: empty (and no (page-1)*per overflow)
+	if page <= last {
+		lo = min(total, (page-1)*per)
+	}
 	hi := min(total, lo+per)
 	link := func(p int, rel string) string {
 		u := url.URL{Path: r.URL.Path}
