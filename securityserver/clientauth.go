@@ -297,9 +297,22 @@ func (s *Server) clientUsesToken(client pki.ClientID) bool {
 // certificate, and a client certificate requested (not required: clients in
 // mode none or token may connect without one); pins are checked per request.
 func (s *Server) consumerServerTLS() (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(s.cfg.path(s.cfg.Keys.InternalTLSCert), s.cfg.path(s.cfg.Keys.InternalTLSKey))
+	// pki.LoadPrivateKey, not tls.LoadX509KeyPair: it refuses a key file
+	// readable by group or others.
+	key, err := pki.LoadPrivateKey(s.cfg.path(s.cfg.Keys.InternalTLSKey))
 	if err != nil {
-		return nil, fmt.Errorf("keys.internalTLS: %w", err)
+		return nil, fmt.Errorf("keys.internalTLSKey: %w", err)
+	}
+	chain, err := pki.LoadCertificates(s.cfg.path(s.cfg.Keys.InternalTLSCert))
+	if err != nil {
+		return nil, fmt.Errorf("keys.internalTLSCert: %w", err)
+	}
+	if len(chain) == 0 || !publicKeysEqual(key.Public(), chain[0].PublicKey) {
+		return nil, errors.New("keys.internalTLSCert does not certify keys.internalTLSKey")
+	}
+	cert := tls.Certificate{PrivateKey: key, Leaf: chain[0]}
+	for _, c := range chain {
+		cert.Certificate = append(cert.Certificate, c.Raw)
 	}
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS12,

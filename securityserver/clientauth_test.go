@@ -3,9 +3,14 @@ package securityserver
 import (
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/passerelle/passerelle/pki"
+	"github.com/passerelle/passerelle/pki/pkitest"
 )
 
 // TestJWKSCacheIssuerDown: once the refresh period has passed while the
@@ -43,5 +48,34 @@ func TestJWKSCacheIssuerDown(t *testing.T) {
 	}
 	if c.mayRefetch() {
 		t.Errorf("mayRefetch right after a failed fetch, want false for %s", jwksMinRefetch)
+	}
+}
+
+// TestInternalTLSKeyMode: the HTTPS consumer side's key is refused when its
+// file is readable by group or others, like every other private key the
+// server loads.
+func TestInternalTLSKeyMode(t *testing.T) {
+	dir := t.TempDir()
+	leaf := pkitest.NewCA(t, "Internal TLS CA").Issue(t, pki.ClientID{}, pki.UsageAuth)
+	keyPath, certPath := filepath.Join(dir, "internal.key"), filepath.Join(dir, "internal.pem")
+	if err := pki.WritePrivateKey(keyPath, leaf.Key); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certPath, pki.EncodeCertificatesPEM(leaf.Chain...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{cfg: &Config{Keys: KeysConfig{InternalTLSKey: keyPath, InternalTLSCert: certPath}}}
+	conf, err := s.consumerServerTLS()
+	if err != nil {
+		t.Fatalf("key file 0600: %v", err)
+	}
+	if len(conf.Certificates) != 1 || !conf.Certificates[0].Leaf.Equal(leaf.Cert) {
+		t.Fatalf("certificates = %v", conf.Certificates)
+	}
+	if err := os.Chmod(keyPath, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.consumerServerTLS(); err == nil {
+		t.Fatal("a world-readable internal TLS key was accepted")
 	}
 }
