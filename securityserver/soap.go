@@ -332,6 +332,12 @@ func (s *Server) serveSOAPProvider(w http.ResponseWriter, r *http.Request) {
 			"the calling security server is not registered for this client, or its certificate is not acceptable"))
 		return
 	}
+	release, err := s.limiter.acquire(w, hdr.Client.String(), origin)
+	if err != nil {
+		s.faultSOAP(w, r, log, v, prefix, fromREST(err, origin))
+		return
+	}
+	defer release()
 	if err := verified.CheckClient(); err != nil {
 		s.faultSOAP(w, r, log, v, prefix, err)
 		return
