@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	xocsp "golang.org/x/crypto/ocsp"
 
 	"github.com/passerelle/passerelle/pki"
 	"github.com/passerelle/passerelle/pki/directory"
@@ -251,9 +252,12 @@ func (s *Server) checkPeer(ctx context.Context, doc *directory.Document, chain [
 	if !doc.ServesClient(client, fp) {
 		return fmt.Errorf("certificate %s… is not registered for %s", fp[:16], client)
 	}
-	key := fp + "/" + base64.RawStdEncoding.EncodeToString(sha256Sum([]byte(ocspB64)))
-	if exp, ok := s.peerCache.Load(key); ok && time.Now().Before(exp.(time.Time)) {
-		return nil
+	sum := sha256.Sum256([]byte(ocspB64))
+	now := time.Now()
+	if v, ok := s.peerCache.Load(fp); ok {
+		if p := v.(peerOK); p.ocsp == sum && p.serial == doc.Serial && now.Before(p.until) {
+			return nil
+		}
 	}
 	der, err := base64.StdEncoding.DecodeString(ocspB64)
 	if err != nil {
@@ -266,14 +270,29 @@ func (s *Server) checkPeer(ctx context.Context, doc *directory.Document, chain [
 	if _, err := v.Verify(ctx, chain, der, pki.UsageAuth); err != nil {
 		return err
 	}
-	// Re-checked every peerCacheFor: a fresh response stays fresh that long.
-	s.peerCache.Store(key, time.Now().Add(peerCacheFor))
+	// Trusted again without verification for peerCacheFor at most, never
+	// past the moment the response stops being fresh, and only under the
+	// directory it was verified with. One entry per peer certificate.
+	until := now.Add(peerCacheFor)
+	if r, err := xocsp.ParseResponse(der, nil); err == nil {
+		fresh := r.ThisUpdate.Add(doc.Params.OCSPFreshness())
+		if !r.NextUpdate.IsZero() && r.NextUpdate.Before(fresh) {
+			fresh = r.NextUpdate
+		}
+		if fresh.Before(until) {
+			until = fresh
+		}
+	}
+	s.peerCache.Store(fp, peerOK{ocsp: sum, serial: doc.Serial, until: until})
 	return nil
 }
 
-func sha256Sum(b []byte) []byte {
-	h := sha256.Sum256(b)
-	return h[:]
+// peerOK is a verified TLS peer: which OCSP response (digest of the header
+// value), under which directory serial, until when.
+type peerOK struct {
+	ocsp   [sha256.Size]byte
+	serial uint64
+	until  time.Time
 }
 
 // copyBody writes a body out, flushing as it goes.

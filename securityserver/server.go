@@ -65,7 +65,7 @@ type Server struct {
 	toProvider *http.Client
 	toBackend  *http.Client
 	adminToken []byte   // nil: admin API disabled
-	peerCache  sync.Map // fingerprint/OCSP digest -> time.Time until which the peer is verified
+	peerCache  sync.Map // peer certificate fingerprint -> peerOK
 	closers    []func() error
 }
 
