@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/sync/errgroup"
 
@@ -109,7 +108,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (s *Server, err err
 	if err != nil {
 		return nil, err
 	}
-	s = &Server{cfg: cfg, log: log, owner: owner, reg: prometheus.NewRegistry(), feedCh: make(chan feedItem, feedQueue),
+	s = &Server{cfg: cfg, log: log, owner: owner, reg: daemon.NewRegistry(), feedCh: make(chan feedItem, feedQueue),
 		limiter: newClientLimiter(cfg.Limits.MaxConcurrentPerClient)}
 	srv := s // the named result is nil by the time a failing return runs the defer
 	defer func() {
@@ -117,7 +116,6 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (s *Server, err err
 			srv.Close()
 		}
 	}()
-	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if cfg.AdminTokenFile != "" {
 		if s.adminToken, err = loadAdminToken(cfg.path(cfg.AdminTokenFile)); err != nil {
 			return nil, fmt.Errorf("adminTokenFile: %w", err)

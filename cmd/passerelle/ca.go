@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
 	"github.com/passerelle/passerelle/internal/daemon"
@@ -168,8 +167,7 @@ reject, revoke, sign, list and pending work on the same --dir while this runs.`,
 			if err != nil {
 				return err
 			}
-			reg := prometheus.NewRegistry()
-			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			reg := daemon.NewRegistry()
 			h, err := caHandler(c, log, reg, delegate, ocspValidity)
 			if err != nil {
 				return err

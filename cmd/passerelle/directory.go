@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
 	"github.com/passerelle/passerelle/internal/daemon"
@@ -337,10 +336,8 @@ func serveDirectory(ctx context.Context, dir, listen, addrFile string) error {
 		}
 		return directory.Peek(data)
 	}
-	reg := prometheus.NewRegistry()
+	reg := daemon.NewRegistry()
 	reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "passerelle_directory_published_serial", Help: "Serial of the signed directory served (0: none).",
 		}, func() float64 {

@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/sync/errgroup"
@@ -235,8 +233,7 @@ func serveRegistry(ctx context.Context, c registryServeConfig) error {
 	if err != nil {
 		return fmt.Errorf("--trust: %w", err)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := daemon.NewRegistry()
 	start := time.Now()
 	l, err := hashregistry.Open(ctx, hashregistry.Config{Path: filepath.Join(dir, registryDB), Signer: signer, Verifier: verifier, Registerer: reg})
 	if err != nil {

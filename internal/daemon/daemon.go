@@ -82,13 +82,20 @@ func ReadAddrFile(path string) (map[string]string, error) {
 	return addrs, nil
 }
 
+// NewRegistry returns a Prometheus registry holding the Go runtime and
+// process collectors, the base every daemon adds its own metrics to.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
 // NewMux returns a mux serving /healthz (200 "ok", or 503 with the reason
 // health returns) and /metrics from reg (a new registry with the Go and
 // process collectors when reg is nil).
 func NewMux(reg *prometheus.Registry, health func() error) *http.ServeMux {
 	if reg == nil {
-		reg = prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		reg = NewRegistry()
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
