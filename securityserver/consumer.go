@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -198,7 +199,7 @@ func (s *Server) serveConsumer(w http.ResponseWriter, r *http.Request) {
 		h["Content-Type"] = nil
 	}
 	w.WriteHeader(resp.StatusCode)
-	if _, err := copyBody(w, respBody.Reader()); err != nil {
+	if _, err := io.Copy(w, respBody.Reader()); err != nil {
 		log.Warn("client went away while the response was written", "err", err)
 	}
 	s.m.exchange("consumer", req.Service.String(), resp.StatusCode, time.Since(start))

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/passerelle/passerelle/pki"
 	"github.com/passerelle/passerelle/pki/directory"
 	"github.com/passerelle/passerelle/rest"
 )
@@ -35,13 +36,13 @@ func writeListClients(w http.ResponseWriter, r *http.Request, doc *directory.Doc
 	var out []listClientsMember
 	if instance == "" || instance == doc.Instance {
 		for _, m := range doc.Members {
-			id, err := parseMemberLoose(m.ID)
+			id, err := pki.ParseMemberID(m.ID) // validated with the directory
 			if err != nil {
 				continue
 			}
-			out = append(out, listClientsMember{ID: clientIDJSON{id[0], id[1], id[2], "", "MEMBER"}, Name: m.Name})
+			out = append(out, listClientsMember{ID: clientIDJSON{id.Instance, id.Class, id.Member, "", "MEMBER"}, Name: m.Name})
 			for _, sub := range m.Subsystems {
-				out = append(out, listClientsMember{ID: clientIDJSON{id[0], id[1], id[2], sub, "SUBSYSTEM"}, Name: m.Name})
+				out = append(out, listClientsMember{ID: clientIDJSON{id.Instance, id.Class, id.Member, sub, "SUBSYSTEM"}, Name: m.Name})
 			}
 		}
 	}
@@ -57,26 +58,6 @@ func writeListClients(w http.ResponseWriter, r *http.Request, doc *directory.Doc
 	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	json.NewEncoder(w).Encode(map[string]any{"member": out})
-}
-
-func parseMemberLoose(s string) ([3]string, error) {
-	var p [3]string
-	n := 0
-	start := 0
-	for i := 0; i <= len(s); i++ {
-		if i == len(s) || s[i] == '/' {
-			if n == 3 {
-				return p, fmt.Errorf("bad member %q", s)
-			}
-			p[n] = s[start:i]
-			n++
-			start = i + 1
-		}
-	}
-	if n != 3 {
-		return p, fmt.Errorf("bad member %q", s)
-	}
-	return p, nil
 }
 
 // REST metaservices on the provider side (X-Road service metadata protocol

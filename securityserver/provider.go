@@ -201,7 +201,7 @@ func (s *Server) serveProvider(w http.ResponseWriter, r *http.Request) {
 	}
 	out.Set(rest.HeaderSignature, respJWS)
 	w.WriteHeader(resp.StatusCode)
-	if _, err := copyBody(w, respBody.Reader()); err != nil {
+	if _, err := io.Copy(w, respBody.Reader()); err != nil {
 		log.Warn("consumer server went away while the response was written", "err", err)
 	}
 	s.m.exchange("provider", req.Service.String(), resp.StatusCode, time.Since(start))
@@ -293,11 +293,6 @@ type peerOK struct {
 	ocsp   [sha256.Size]byte
 	serial uint64
 	until  time.Time
-}
-
-// copyBody writes a body out, flushing as it goes.
-func copyBody(w http.ResponseWriter, r io.Reader) (int64, error) {
-	return io.Copy(w, r)
 }
 
 // peerCacheFor is how long a verified peer certificate and OCSP response
