@@ -1,7 +1,6 @@
 package securityserver
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/hex"
@@ -233,7 +232,7 @@ func (s *Server) serveSOAPConsumer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer rmsg.Close()
-	if f, ferr := parseFaultIfAny(rmsg.Envelope, s.soapLimits()); ferr == nil {
+	if f, ferr := soap.ParseFault(rmsg.Envelope, s.soapLimits()); ferr == nil {
 		// The provider's security server or the service refused: pass it on.
 		s.passFault(w, log, v, f, "provider")
 		return
@@ -492,7 +491,7 @@ func (s *Server) callSOAPBackend(ctx context.Context, svc *ServiceConfig, req *s
 		}
 		return nil, serviceFailed(err)
 	}
-	if f, ferr := parseFaultIfAny(rmsg.Envelope, s.soapLimits()); ferr == nil {
+	if f, ferr := soap.ParseFault(rmsg.Envelope, s.soapLimits()); ferr == nil {
 		rmsg.Close()
 		return nil, f
 	}
@@ -512,14 +511,4 @@ func (s *Server) callSOAPBackend(ctx context.Context, svc *ServiceConfig, req *s
 		return nil, serviceFailed(err)
 	}
 	return rmsg, nil
-}
-
-// parseFaultIfAny parses env as a SOAP fault only when it may be one: a
-// byte search for the Fault element's name spares a full XML parse of every
-// ordinary response. An envelope without it is soap.ErrNotFault.
-func parseFaultIfAny(env []byte, l soap.Limits) (*soap.Fault, error) {
-	if !bytes.Contains(env, []byte("Fault")) {
-		return nil, soap.ErrNotFault
-	}
-	return soap.ParseFault(env, l)
 }

@@ -163,6 +163,11 @@ func WriteFault(w http.ResponseWriter, v Version, f *Fault) {
 // ParseFault reads a fault from a SOAP 1.1 or 1.2 envelope. It returns
 // ErrNotFault (wrapped) when the envelope's Body holds something else.
 func ParseFault(data []byte, lim Limits) (*Fault, error) {
+	// Every response is asked whether it is a fault: a message that does
+	// not even mention the element's name is answered without an XML parse.
+	if !bytes.Contains(data, []byte("Fault")) {
+		return nil, fmt.Errorf("%w: no Fault element", ErrNotFault)
+	}
 	doc, err := parseXML(data, lim)
 	if err != nil {
 		return nil, err
