@@ -10,9 +10,9 @@
 //     [Record] and returns only once it is fsynced; the proxies call it on
 //     every message before forwarding or returning it. Concurrent appends
 //     are group-committed by one committer goroutine: whatever is queued
-//     while a transaction commits goes into the next one, so a lone writer
-//     pays one fsync and many writers share them. A write failure (a full
-//     disk: [ErrFull]) is an error wrapping [ErrStorage], never a
+//     while a group is written goes into the next one, so a lone writer
+//     pays one fdatasync and many writers share them. A write failure (a
+//     full disk: [ErrFull]) is an error wrapping [ErrStorage], never a
 //     half-written record: the server refuses the message.
 //   - [Log.AttachTimestamp] and [Log.AttachReceipt] join the evidence for a
 //     message [Hash] (SHA-256 of the signed message as exchanged);
@@ -26,6 +26,24 @@
 //   - [Log.Stats] returns the numbers the server exports as metrics.
 //
 // # Storage
+//
+// An append is durable once it is in the write-ahead log, Dir/wal: segment
+// files "<number as 16 hex digits>.wal" of frames (uint32 length ‖ uint32
+// CRC-32C ‖ the encoded record), written by the committer with one write and
+// one fdatasync per group. An applier then indexes the acknowledged records
+// into the database in large transactions, letting them gather for up to
+// 100 ms (a bbolt commit rewrites every touched page of five indexes and
+// costs two fdatasyncs, about the same for one record as for hundreds); a
+// reader (Get, ByHash, List, Pending, Stats...) first waits for what is
+// queued to be applied, so it sees every acknowledged append. A segment is
+// removed once all its records are applied; at Open, the records of the
+// segments left by a crash that the database lacks are applied first (a
+// frame cut short or failing its CRC ends its segment: a write never
+// acknowledged). Should the database refuse acknowledged records (full),
+// they stay in the write-ahead log, new appends are refused with the same
+// error, and the applier retries every second. Attachments are not
+// written ahead: they are applied in the applier's next transaction and
+// return once it has committed.
 //
 // Dir/messagelog.db is a bbolt database; Dir/blobs holds the blobs (a body,
 // or a signed message such as a large SOAP envelope) longer than

@@ -2,8 +2,10 @@ package messagelog
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -18,6 +20,11 @@ import (
 func (l *Log) view(ctx context.Context, fn func(*bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	// See every acknowledged append. A stuck applier answers at once with
+	// its failure: the reader then sees what is applied.
+	if err := l.sync(ctx); errors.Is(err, ErrClosed) || ctx.Err() != nil {
+		return cmp.Or(ctx.Err(), err)
 	}
 	l.mu.RLock()
 	defer l.mu.RUnlock()
@@ -253,6 +260,7 @@ type Stats struct {
 
 // Stats returns current counts; cheap, no I/O but a stat of the database file.
 func (l *Log) Stats() Stats {
+	l.sync(context.Background()) // count what is acknowledged; fails only when closed
 	l.stateMu.Lock()
 	c := l.state
 	l.stateMu.Unlock()

@@ -1,0 +1,168 @@
+package messagelog
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// The write-ahead log is where an Append becomes durable: the committer
+// writes the encoded records of a whole group to the current segment with
+// one write and one fdatasync, acknowledges them, and hands them to the
+// applier, which indexes them into the bbolt database in large, lingering
+// transactions off the hot path. A segment is removed once every record in
+// it is in the database; at Open, records of the remaining segments that the
+// database lacks are applied before anything else runs.
+//
+// A segment is a sequence of frames:
+//
+//	uint32 length (big-endian) ‖ uint32 CRC-32C of the payload ‖ payload
+//
+// where the payload is the encoded record (see encodeRecord). A frame that is
+// cut short or fails its CRC ends the segment (a crash during a write that
+// was never acknowledged).
+
+const (
+	walDirName = "wal"
+	walSuffix  = ".wal"
+	// walSegmentSize is the size past which the committer starts a new
+	// segment, so that applied segments can be removed.
+	walSegmentSize = 64 << 20
+	walFrameHeader = 8
+)
+
+var crc32c = crc32.MakeTable(crc32.Castagnoli)
+
+// wal is the current segment. Only the committer goroutine writes to it.
+type wal struct {
+	dir  string
+	seq  uint64
+	f    *os.File
+	size int64
+	buf  []byte
+}
+
+func segmentName(seq uint64) string { return fmt.Sprintf("%016x%s", seq, walSuffix) }
+
+// segments lists the segment numbers present in dir, in order.
+func segments(dir string) ([]uint64, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var seqs []uint64
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), walSuffix)
+		if !ok || len(name) != 16 {
+			continue
+		}
+		seq, err := strconv.ParseUint(name, 16, 64)
+		if err != nil {
+			continue
+		}
+		seqs = append(seqs, seq)
+	}
+	slices.Sort(seqs)
+	return seqs, nil
+}
+
+// openWAL creates segment seq (which must not exist) and makes its directory
+// entry durable.
+func openWAL(dir string, seq uint64) (*wal, error) {
+	f, err := os.OpenFile(filepath.Join(dir, segmentName(seq)), os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syncDir(dir); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &wal{dir: dir, seq: seq, f: f}, nil
+}
+
+func (w *wal) path() string { return filepath.Join(w.dir, segmentName(w.seq)) }
+
+// write appends one frame per payload and fdatasyncs the segment. On error
+// nothing of the group counts as written: the segment is cut back to its
+// previous size, and an error that leaves the segment in doubt is returned
+// as errWALBroken (the caller must start a new segment).
+func (w *wal) write(payloads [][]byte) error {
+	w.buf = w.buf[:0]
+	for _, p := range payloads {
+		w.buf = binary.BigEndian.AppendUint32(w.buf, uint32(len(p)))
+		w.buf = binary.BigEndian.AppendUint32(w.buf, crc32.Checksum(p, crc32c))
+		w.buf = append(w.buf, p...)
+	}
+	_, err := w.f.Write(w.buf)
+	if err == nil {
+		err = fdatasync(w.f)
+	}
+	if err != nil {
+		// Cut the unacknowledged frames off so that they are never applied.
+		if terr := w.f.Truncate(w.size); terr != nil {
+			return errors.Join(err, errWALBroken)
+		}
+		if serr := w.f.Sync(); serr != nil {
+			return errors.Join(err, errWALBroken)
+		}
+		return err
+	}
+	w.size += int64(len(w.buf))
+	if cap(w.buf) > 1<<20 {
+		w.buf = nil // do not keep a large group's buffer
+	}
+	return nil
+}
+
+func (w *wal) close() error { return w.f.Close() }
+
+// errWALBroken says a failed write could not be cut back: the segment must
+// not be written again.
+var errWALBroken = errors.New("write-ahead log segment in doubt")
+
+// readSegment calls fn with each intact frame's payload in order. It returns
+// torn = true when the segment ends in a cut-short or corrupt frame (the
+// rest is ignored).
+func readSegment(path string, fn func(payload []byte) error) (torn bool, err error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return false, err
+	}
+	for len(data) > 0 {
+		if len(data) < walFrameHeader {
+			return true, nil
+		}
+		n := binary.BigEndian.Uint32(data)
+		sum := binary.BigEndian.Uint32(data[4:])
+		if n == 0 || uint64(n) > uint64(len(data)-walFrameHeader) {
+			return true, nil
+		}
+		p := data[walFrameHeader : walFrameHeader+int(n)]
+		if crc32.Checksum(p, crc32c) != sum {
+			return true, nil
+		}
+		if err := fn(p); err != nil {
+			return false, err
+		}
+		data = data[walFrameHeader+int(n):]
+	}
+	return false, nil
+}
+
+// fdatasync makes a segment's data durable (its size too: the file grew).
+// A variable so that tests can simulate a failing disk.
+var fdatasync = func(f *os.File) error {
+	for {
+		err := syscall.Fdatasync(int(f.Fd()))
+		if err != syscall.EINTR {
+			return err
+		}
+	}
+}
