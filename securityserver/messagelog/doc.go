@@ -61,11 +61,15 @@
 // id, counters). Ids and times are 8-byte big-endian; times are Unix
 // nanoseconds with the sign bit flipped so that they sort.
 //
-// # Encoding, version 1
+// # Encoding
 //
-// Every stored value is one format byte, 0x01, then a JSON object (byte
-// strings in standard base64, hashes in lower-case hex, times RFC 3339 UTC).
-// A record:
+// Every stored value (and write-ahead log payload) is one format byte, then
+// the value. Values are written in version 2 (0x02, binary: the fields
+// below in order, strings and byte strings as uvarint length ‖ bytes,
+// integers as uvarints, times as zig-zag varint Unix nanoseconds, lists as
+// uvarint count ‖ elements, absent optional fields empty; see binary.go).
+// Version 1 (0x01, a JSON object: byte strings in standard base64, hashes in
+// lower-case hex, times RFC 3339 UTC) is still read. A record:
 //
 //	id, messageId, kind ("request"|"response"), direction ("sent"|"received"),
 //	side ("consumer"|"provider"), protocol ("rest"|"soap"), client
@@ -78,5 +82,6 @@
 //
 // A timestamp: {token (DER TimeStampToken), path [hash...], batchSize,
 // index, time}. A receipt: {proof (C2SP tlog-proof bytes), index}. Unknown
-// fields are refused; a later format takes another first byte.
+// fields and trailing bytes are refused; a later format takes another first
+// byte.
 package messagelog

@@ -11,9 +11,9 @@ import (
 	"github.com/passerelle/passerelle/pki"
 )
 
-// formatV1 is the first byte of every stored value: version 1 is UTF-8 JSON
-// (see the package documentation for the fields). A later binary format
-// takes another first byte; readers dispatch on it.
+// formatV1 is the first byte of a version 1 value, UTF-8 JSON (see the
+// package documentation for the fields). Values are now written in version
+// 2 (formatV2, binary.go); readers dispatch on the first byte.
 const formatV1 = 0x01
 
 // maxEncoded bounds a stored value the decoder accepts.
@@ -66,6 +66,12 @@ type receiptV1 struct {
 // encodeRecord encodes r as stored. Blobs whose storage is StoredFile are not
 // included: they live in files named by the record id.
 func encodeRecord(r *Record) ([]byte, error) {
+	v := recordFields(r)
+	return marshalRecordV2(&v), nil
+}
+
+// recordFields is r as the fields of a stored record (both formats).
+func recordFields(r *Record) recordV1 {
 	v := recordV1{
 		ID:            r.ID,
 		MessageID:     r.MessageID,
@@ -98,7 +104,19 @@ func encodeRecord(r *Record) ([]byte, error) {
 	if r.BodyDigest != nil {
 		v.BodyDigest = hex.EncodeToString(r.BodyDigest)
 	}
-	return marshalV1(v)
+	return v
+}
+
+// decodeStored reads a stored value in either format: v1 (JSON) into v
+// with unmarshalV1, v2 (binary) with the given decoder.
+func decodeStored[T any](data []byte, v *T, v2 func([]byte, *T) error) error {
+	if len(data) > 0 && data[0] == formatV2 {
+		if len(data) > maxEncoded {
+			return fmt.Errorf("%w: value of %d bytes", ErrCorrupt, len(data))
+		}
+		return v2(data, v)
+	}
+	return unmarshalV1(data, v)
 }
 
 func marshalV1(v any) ([]byte, error) {
@@ -135,7 +153,7 @@ func unmarshalV1(data []byte, v any) error {
 // reading files, including that an inline signed message matches its hash.
 func decodeRecord(data []byte) (*Record, error) {
 	var v recordV1
-	if err := unmarshalV1(data, &v); err != nil {
+	if err := decodeStored(data, &v, unmarshalRecordV2); err != nil {
 		return nil, err
 	}
 	r := &Record{
@@ -227,12 +245,12 @@ func parseHash(s string) (Hash, error) {
 }
 
 func encodeTimestamp(t *Timestamp) ([]byte, error) {
-	return marshalV1(timestampV1{Token: t.Token, Path: t.Path, BatchSize: t.BatchSize, Index: t.Index, Time: t.Time.UTC()})
+	return marshalTimestampV2(&timestampV1{Token: t.Token, Path: t.Path, BatchSize: t.BatchSize, Index: t.Index, Time: t.Time.UTC()}), nil
 }
 
 func decodeTimestamp(data []byte) (*Timestamp, error) {
 	var v timestampV1
-	if err := unmarshalV1(data, &v); err != nil {
+	if err := decodeStored(data, &v, unmarshalTimestampV2); err != nil {
 		return nil, err
 	}
 	if len(v.Token) == 0 {
@@ -242,12 +260,12 @@ func decodeTimestamp(data []byte) (*Timestamp, error) {
 }
 
 func encodeReceipt(r *Receipt) ([]byte, error) {
-	return marshalV1(receiptV1{Proof: r.Proof, Index: r.Index})
+	return marshalReceiptV2(&receiptV1{Proof: r.Proof, Index: r.Index}), nil
 }
 
 func decodeReceipt(data []byte) (*Receipt, error) {
 	var v receiptV1
-	if err := unmarshalV1(data, &v); err != nil {
+	if err := decodeStored(data, &v, unmarshalReceiptV2); err != nil {
 		return nil, err
 	}
 	if len(v.Proof) == 0 {

@@ -32,14 +32,73 @@ func sampleEncoded(t testing.TB) [][]byte {
 	return out
 }
 
-func TestDecodeRecordRejects(t *testing.T) {
+// encodeRecordV1 writes r in the JSON format of version 1, which the
+// message log no longer writes but still reads.
+func encodeRecordV1(t testing.TB, r *Record) []byte {
+	t.Helper()
+	v := recordFields(r)
+	enc, err := marshalV1(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return enc
+}
+
+func TestDecodeRecordV1(t *testing.T) {
+	r := request(1, 40, 10)
+	r.ID, r.Hash, r.SignedLen, r.SignedStorage = 1, HashOf(r.Signed), int64(len(r.Signed)), StoredInline
+	r.BodyStorage, r.BodyLen = StoredInline, int64(len(r.Body))
+	d := HashOf(r.Body)
+	r.BodyDigest = d[:]
+	got, err := decodeRecord(encodeRecordV1(t, &r))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, _ := encodeRecord(&r)
+	if enc, _ := encodeRecord(got); !bytes.Equal(enc, v2) {
+		t.Errorf("a v1 record decodes to %+v, want %+v", got, r)
+	}
+}
+
+func TestDecodeRecordRejectsV2(t *testing.T) {
 	good := sampleEncoded(t)[0]
 	tests := []struct {
 		name string
 		data []byte
 	}{
+		{"unknown version", append([]byte{0x03}, good[1:]...)},
+		{"truncated", good[:len(good)-3]},
+		{"trailing data", append(bytes.Clone(good), 0)},
+		{"bad kind", bytes.Replace(good, []byte("\x07request"), []byte("\x07requesx"), 1)},
+		{"signed altered", bytes.Replace(good, []byte("jws-1."), []byte("jws-2."), 1)},
+		{"bad client", bytes.Replace(good, []byte("\x16EE/GOV/70000001/client"), []byte("\x16EE/GOV/70000001/clie/t"), 1)},
+		{"huge length", append(bytes.Clone(good[:3]), 0xff, 0xff, 0xff, 0xff, 0x0f)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if bytes.Equal(tt.data, good) {
+				t.Fatal("the test case does not change the record")
+			}
+			if _, err := decodeRecord(tt.data); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("decodeRecord(%q) = %v, want ErrCorrupt", tt.data, err)
+			}
+		})
+	}
+}
+
+func TestDecodeRecordRejects(t *testing.T) {
+	recs := sampleEncoded(t)
+	r, err := decodeRecord(recs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := encodeRecordV1(t, r)
+	tests := []struct {
+		name string
+		data []byte
+	}{
 		{"empty", nil},
-		{"unknown version", append([]byte{0x02}, good[1:]...)},
+		{"unknown version", append([]byte{0x04}, good[1:]...)},
 		{"not json", []byte("\x01{")},
 		{"unknown field", bytes.Replace(good, []byte(`"id":`), []byte(`"evil":1,"id":`), 1)},
 		{"bad kind", bytes.Replace(good, []byte(`"request"`), []byte(`"query"`), 1)},
@@ -64,8 +123,11 @@ func TestDecodeRecordRejects(t *testing.T) {
 func FuzzDecodeRecord(f *testing.F) {
 	for _, enc := range sampleEncoded(f) {
 		f.Add(enc)
+		r, _ := decodeRecord(enc)
+		f.Add(encodeRecordV1(f, r))
 	}
 	f.Add([]byte{formatV1})
+	f.Add([]byte{formatV2})
 	f.Add([]byte("\x01{}"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r, err := decodeRecord(data)
