@@ -136,14 +136,6 @@ type wireResponse struct {
 
 const timeFormat = time.RFC3339Nano
 
-func headersToWire(hs []SignedHeader) map[string][]string {
-	m := make(map[string][]string, len(hs))
-	for _, h := range hs {
-		m[h.Name] = h.Values
-	}
-	return m
-}
-
 func headersFromWire(m map[string][]string) ([]SignedHeader, error) {
 	out := make([]SignedHeader, 0, len(m))
 	for k, v := range m {
@@ -156,27 +148,9 @@ func headersFromWire(m map[string][]string) ([]SignedHeader, error) {
 	return out, nil
 }
 
+// marshal returns the JSON payload of a request JWS (see appendRequestPayload).
 func (d *RequestDescriptor) marshal() ([]byte, error) {
-	return json.Marshal(wireRequest{
-		V: ProtocolVersion, Kind: kindRequest, ID: d.ID,
-		Client: d.Client.String(), Service: d.Service.String(),
-		Method: d.Method, Path: d.Path, Query: d.RawQuery,
-		Headers:    headersToWire(d.Headers),
-		BodyLength: d.Body.Length, BodySHA256: b64url.EncodeToString(d.Body.SHA256[:]),
-		SignedAt: d.SignedAt.UTC().Format(timeFormat),
-	})
-}
-
-func (d *ResponseDescriptor) marshal() ([]byte, error) {
-	return json.Marshal(wireResponse{
-		V: ProtocolVersion, Kind: kindResponse, ID: d.ID,
-		Client: d.Client.String(), Service: d.Service.String(),
-		Status:     d.Status,
-		Headers:    headersToWire(d.Headers),
-		BodyLength: d.Body.Length, BodySHA256: b64url.EncodeToString(d.Body.SHA256[:]),
-		Request:  b64url.EncodeToString(d.Request[:]),
-		SignedAt: d.SignedAt.UTC().Format(timeFormat),
-	})
+	return appendRequestPayload(nil, d), nil
 }
 
 func decodeStrict(data []byte, v any) error {

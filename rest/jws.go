@@ -14,8 +14,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
@@ -92,6 +94,18 @@ type Signer struct {
 	alg   jwa.SignatureAlgorithm
 	x5c   []string
 	chain []*x509.Certificate
+	// hdr caches the encoded protected headers, which change only with
+	// the OCSP response; a pointer, so that copies of a Signer share it.
+	hdr *atomic.Pointer[signHeaders]
+}
+
+// signHeaders are the base64url protected headers a Signer writes for one
+// algorithm, chain and OCSP response.
+type signHeaders struct {
+	alg      string
+	x5c      []string
+	ocsp     []byte
+	req, rsp string
 }
 
 // NewSigner checks that chain[0] certifies key and picks the algorithm:
@@ -111,7 +125,7 @@ func NewSigner(key crypto.Signer, chain []*x509.Certificate) (*Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Signer{key: key, alg: alg, chain: chain, x5c: make([]string, len(chain))}
+	s := &Signer{key: key, alg: alg, chain: chain, x5c: make([]string, len(chain)), hdr: new(atomic.Pointer[signHeaders])}
 	for i, c := range chain {
 		s.x5c[i] = base64.StdEncoding.EncodeToString(c.Raw)
 	}
@@ -163,11 +177,10 @@ func (s *Signer) SignRequest(ctx context.Context, d *RequestDescriptor, ocspDER 
 	if d.SignedAt.IsZero() {
 		d.SignedAt = time.Now().UTC()
 	}
-	payload, err := d.marshal()
-	if err != nil {
-		return "", fmt.Errorf("rest: encoding request payload: %w", err)
-	}
-	return s.sign(TypRequest, payload, ocspDER)
+	b := getBuf()
+	defer putBuf(b)
+	b.json = appendRequestPayload(b.json[:0], d)
+	return s.signBuf(b, TypRequest, ocspDER)
 }
 
 // SignResponse signs d as a compact JWS, setting d.SignedAt to now (UTC)
@@ -179,14 +192,74 @@ func (s *Signer) SignResponse(ctx context.Context, d *ResponseDescriptor, ocspDE
 	if d.SignedAt.IsZero() {
 		d.SignedAt = time.Now().UTC()
 	}
-	payload, err := d.marshal()
-	if err != nil {
-		return "", fmt.Errorf("rest: encoding response payload: %w", err)
-	}
-	return s.sign(TypResponse, payload, ocspDER)
+	b := getBuf()
+	defer putBuf(b)
+	b.json = appendResponsePayload(b.json[:0], d)
+	return s.signBuf(b, TypResponse, ocspDER)
 }
 
+// sign signs payload as a JWS of type typ.
 func (s *Signer) sign(typ string, payload, ocspDER []byte) (string, error) {
+	b := getBuf()
+	defer putBuf(b)
+	b.json = append(b.json[:0], payload...)
+	return s.signBuf(b, typ, ocspDER)
+}
+
+// signBuf signs b.json as a JWS of type typ, using b.input for the signing
+// input.
+func (s *Signer) signBuf(b *jwsBuf, typ string, ocspDER []byte) (string, error) {
+	hdr, err := s.header(typ, ocspDER)
+	if err != nil {
+		return "", err
+	}
+	b.input = append(b.input[:0], hdr...)
+	b.input = append(b.input, '.')
+	b.input = b64url.AppendEncode(b.input, b.json)
+	sig, err := jwsbb.Sign(s.key, s.alg.String(), b.input, rand.Reader)
+	if err != nil {
+		return "", fmt.Errorf("rest: signing: %w", err)
+	}
+	var out strings.Builder
+	out.Grow(len(b.input) + 1 + b64url.EncodedLen(len(sig)))
+	out.Write(b.input)
+	out.WriteByte('.')
+	out.Write(b64url.AppendEncode(b.input[len(b.input):], sig))
+	return out.String(), nil
+}
+
+// header returns the base64url protected header for typ and ocspDER, from
+// s.hdr when they are the ones it holds.
+func (s *Signer) header(typ string, ocspDER []byte) (string, error) {
+	alg := s.alg.String()
+	var h *signHeaders
+	if s.hdr != nil {
+		h = s.hdr.Load()
+	}
+	if h == nil || h.alg != alg || !bytes.Equal(h.ocsp, ocspDER) || !slices.Equal(h.x5c, s.x5c) {
+		nh := &signHeaders{alg: alg, x5c: s.x5c, ocsp: bytes.Clone(ocspDER)}
+		var err error
+		if nh.req, err = s.encodeHeader(TypRequest, ocspDER); err != nil {
+			return "", err
+		}
+		if nh.rsp, err = s.encodeHeader(TypResponse, ocspDER); err != nil {
+			return "", err
+		}
+		if s.hdr != nil {
+			s.hdr.Store(nh)
+		}
+		h = nh
+	}
+	switch typ {
+	case TypRequest:
+		return h.req, nil
+	case TypResponse:
+		return h.rsp, nil
+	}
+	return s.encodeHeader(typ, ocspDER)
+}
+
+func (s *Signer) encodeHeader(typ string, ocspDER []byte) (string, error) {
 	h := protectedHeader{Alg: s.alg.String(), Typ: typ, X5c: s.x5c}
 	if len(ocspDER) > 0 {
 		h.OCSP = base64.StdEncoding.EncodeToString(ocspDER)
@@ -195,18 +268,25 @@ func (s *Signer) sign(typ string, payload, ocspDER []byte) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("rest: encoding JWS header: %w", err)
 	}
-	hl, pl := b64url.EncodedLen(len(hj)), b64url.EncodedLen(len(payload))
-	buf := make([]byte, hl+1+pl, hl+1+pl+1+b64url.EncodedLen(512))
-	b64url.Encode(buf, hj)
-	buf[hl] = '.'
-	b64url.Encode(buf[hl+1:], payload)
-	sig, err := jwsbb.Sign(s.key, s.alg.String(), buf, rand.Reader)
-	if err != nil {
-		return "", fmt.Errorf("rest: signing: %w", err)
+	return b64url.EncodeToString(hj), nil
+}
+
+// jwsBuf holds the scratch space of one signature or verification.
+type jwsBuf struct {
+	json  []byte // the payload
+	input []byte // the signing input, then the signature's encoding
+}
+
+var jwsBufs = sync.Pool{New: func() any { return new(jwsBuf) }}
+
+func getBuf() *jwsBuf { return jwsBufs.Get().(*jwsBuf) }
+
+// putBuf returns b to the pool unless it grew large (a big message), so
+// that the pool does not pin memory.
+func putBuf(b *jwsBuf) {
+	if cap(b.json)+cap(b.input) <= 64<<10 {
+		jwsBufs.Put(b)
 	}
-	buf = append(buf, '.')
-	buf = b64url.AppendEncode(buf, sig)
-	return string(buf), nil
 }
 
 // SignRequest signs d with signer, whose certificate chain (leaf first) goes
@@ -286,6 +366,15 @@ func VerifyResponse(compact string, got *ResponseDescriptor) (*Signed, error) {
 
 // verifyCompact checks the JWS structure, header and signature and returns
 // the decoded payload.
+//
+// Everything verifyCompact learns from the protected header is a function of
+// its encoded bytes alone, and a peer sends the same header with every
+// message until its OCSP response changes. So once a header has passed every
+// check below and a signature made under it has verified, its result is kept
+// (headers, keyed by the exact encoded header): later messages with that
+// header only have their signature verified under the remembered key and
+// algorithm. A header not seen before takes the full path, jwx's own header
+// checks included.
 func verifyCompact(compact, wantTyp string) (*Signed, []byte, error) {
 	if len(compact) > MaxJWSSize {
 		return nil, nil, fmt.Errorf("%w: JWS of %d bytes, at most %d", ErrMalformed, len(compact), MaxJWSSize)
@@ -300,6 +389,21 @@ func verifyCompact(compact, wantTyp string) (*Signed, []byte, error) {
 	if !canonicalB64(payloadB64) || !canonicalB64(sigB64) || sigB64 == "" {
 		return nil, nil, fmt.Errorf("%w: payload or signature is not canonical base64url", ErrMalformed)
 	}
+	if vh := headers.get(hdrB64); vh != nil {
+		if vh.typ != wantTyp {
+			return nil, nil, fmt.Errorf("%w: typ %q, want %q", ErrMalformed, vh.typ, wantTyp)
+		}
+		payload, err := vh.verify(compact[:len(hdrB64)+1+len(payloadB64)], payloadB64, sigB64)
+		if err != nil {
+			return nil, nil, err
+		}
+		s := &Signed{Algorithm: vh.algName, Typ: vh.typ, Chain: vh.chain, Digest: JWSDigest(compact)}
+		if vh.hasOCSP {
+			s.OCSP = bytes.Clone(vh.ocsp) // the caller's to keep
+		}
+		return s, payload, nil
+	}
+
 	hj, err := b64url.Strict().DecodeString(hdrB64)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: header encoding: %v", ErrMalformed, err)
@@ -341,22 +445,103 @@ func verifyCompact(compact, wantTyp string) (*Signed, []byte, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
 	}
+	headers.put(hdrB64, &verifiedHeader{
+		algName: h.Alg, alg: alg, typ: h.Typ, chain: chain,
+		ocsp: bytes.Clone(s.OCSP), hasOCSP: s.OCSP != nil,
+	})
 	return s, payload, nil
+}
+
+// verifiedHeader is what a protected header that passed verifyCompact's
+// checks says.
+type verifiedHeader struct {
+	algName string // "alg" as sent
+	alg     jwa.SignatureAlgorithm
+	typ     string
+	chain   []*x509.Certificate
+	ocsp    []byte // decoded "ocsp"; shared, copied out
+	hasOCSP bool
+}
+
+// verify checks sigB64 over the signing input with vh's key and algorithm
+// (jwx's primitive, as jws.VerifyCompactFast calls it) and returns the
+// decoded payload. Both segments are canonical base64url already.
+func (vh *verifiedHeader) verify(input, payloadB64, sigB64 string) ([]byte, error) {
+	b := getBuf()
+	defer putBuf(b)
+	var err error
+	if b.json, err = b64url.AppendDecode(b.json[:0], []byte(sigB64)); err != nil {
+		return nil, fmt.Errorf("%w: failed to decode signature: %v", ErrBadSignature, err)
+	}
+	b.input = append(b.input[:0], input...)
+	if err := jwsbb.Verify(vh.chain[0].PublicKey, vh.alg.String(), b.input, b.json); err != nil {
+		return nil, fmt.Errorf("%w: signature verification failed for %s: %v", ErrBadSignature, vh.alg, err)
+	}
+	payload, err := b64url.DecodeString(payloadB64)
+	if err != nil {
+		return nil, fmt.Errorf("%w: failed to decode payload: %v", ErrBadSignature, err)
+	}
+	return payload, nil
+}
+
+// headerCache keeps verifiedHeaders by their encoded header. Bounded by an
+// estimate of the memory its entries hold: when full it is emptied (simple,
+// and a steady state refills it at once).
+type headerCache struct {
+	mu   sync.RWMutex
+	m    map[string]*verifiedHeader
+	size int
+}
+
+const (
+	maxHeaderCacheBytes = 16 << 20
+	maxCachedHeader     = maxHeaderCacheBytes / 256 // larger headers are parsed every time
+)
+
+var headers = headerCache{m: make(map[string]*verifiedHeader)}
+
+func (c *headerCache) get(hdrB64 string) *verifiedHeader {
+	c.mu.RLock()
+	vh := c.m[hdrB64]
+	c.mu.RUnlock()
+	return vh
+}
+
+func (c *headerCache) put(hdrB64 string, vh *verifiedHeader) {
+	// The key, the decoded OCSP response, and the parsed chain (its DER and
+	// as much again for the parsed fields).
+	cost := len(hdrB64) + len(vh.ocsp)
+	for _, c := range vh.chain {
+		cost += 2 * len(c.Raw)
+	}
+	if cost > maxCachedHeader {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[hdrB64]; ok {
+		return
+	}
+	if c.size+cost > maxHeaderCacheBytes {
+		clear(c.m)
+		c.size = 0
+	}
+	c.m[strings.Clone(hdrB64)] = vh // not a slice of the whole JWS
+	c.size += cost
 }
 
 // canonicalB64 reports whether s is unpadded base64url whose last character
 // carries no stray bits.
 func canonicalB64(s string) bool {
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 	for i := 0; i < len(s); i++ {
-		if strings.IndexByte(alphabet, s[i]) < 0 {
+		if b64urlValue[s[i]] < 0 {
 			return false
 		}
 	}
 	if len(s) == 0 {
 		return true
 	}
-	v := strings.IndexByte(alphabet, s[len(s)-1])
+	v := b64urlValue[s[len(s)-1]]
 	switch len(s) % 4 {
 	case 1:
 		return false
@@ -367,6 +552,19 @@ func canonicalB64(s string) bool {
 	}
 	return true
 }
+
+// b64urlValue maps a byte to its value in the base64url alphabet, -1 when it
+// is not in it.
+var b64urlValue = func() (t [256]int8) {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	for i := range t {
+		t[i] = -1
+	}
+	for i := 0; i < len(alphabet); i++ {
+		t[alphabet[i]] = int8(i)
+	}
+	return t
+}()
 
 // chainCache keeps parsed x5c chains: a peer sends the same chain with every
 // message, and parsing it costs more than verifying the signature. Bounded:

@@ -1,0 +1,235 @@
+package rest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/passerelle/passerelle/pki"
+)
+
+// marshalReference is how payloads were written before appendRequestPayload
+// and appendResponsePayload: json.Marshal over the wire structs. The hand
+// written encoders must match it byte for byte.
+func headersToWireReference(hs []SignedHeader) map[string][]string {
+	m := make(map[string][]string, len(hs))
+	for _, h := range hs {
+		m[h.Name] = h.Values
+	}
+	return m
+}
+
+func marshalRequestReference(d *RequestDescriptor) ([]byte, error) {
+	return json.Marshal(wireRequest{
+		V: ProtocolVersion, Kind: kindRequest, ID: d.ID,
+		Client: d.Client.String(), Service: d.Service.String(),
+		Method: d.Method, Path: d.Path, Query: d.RawQuery,
+		Headers:    headersToWireReference(d.Headers),
+		BodyLength: d.Body.Length, BodySHA256: b64url.EncodeToString(d.Body.SHA256[:]),
+		SignedAt: d.SignedAt.UTC().Format(timeFormat),
+	})
+}
+
+func marshalResponseReference(d *ResponseDescriptor) ([]byte, error) {
+	return json.Marshal(wireResponse{
+		V: ProtocolVersion, Kind: kindResponse, ID: d.ID,
+		Client: d.Client.String(), Service: d.Service.String(),
+		Status:     d.Status,
+		Headers:    headersToWireReference(d.Headers),
+		BodyLength: d.Body.Length, BodySHA256: b64url.EncodeToString(d.Body.SHA256[:]),
+		Request:  b64url.EncodeToString(d.Request[:]),
+		SignedAt: d.SignedAt.UTC().Format(timeFormat),
+	})
+}
+
+// payloadCase builds descriptors from loosely checked strings, as a fuzzer
+// would: whatever a caller might put in a descriptor.
+func payloadCase(id, method, path, query, hname, hvalue string, status int, length int64, nanos int64) (RequestDescriptor, ResponseDescriptor) {
+	client := pki.ClientID{Instance: "PASS", Class: "GOV", Member: "1234", Subsystem: "CLIENT"}
+	svc := pki.ServiceID{Client: pki.ClientID{Instance: "PASS", Class: "GOV", Member: "5678", Subsystem: "PET(S)+,=?'"}, Code: "petstore"}
+	hs := []SignedHeader{
+		{Name: "accept", Values: []string{"application/json"}},
+		{Name: hname, Values: []string{hvalue, hvalue + "<&>"}},
+		{Name: "x-road-id", Values: []string{id}},
+		{Name: "x-road-nil", Values: nil},
+		{Name: "x-road-empty", Values: []string{}},
+		{Name: hname, Values: []string{"last " + hvalue}}, // a map keeps the last
+	}
+	signedAt := time.Unix(0, nanos).In(time.FixedZone("X", 3600))
+	rd := RequestDescriptor{
+		ID: id, Client: client, Service: svc, Method: method, Path: path, RawQuery: query,
+		Headers: hs, Body: DigestBytes([]byte(hvalue)), SignedAt: signedAt,
+	}
+	rd.Body.Length = length
+	sd := ResponseDescriptor{
+		ID: id, Client: client, Service: svc, Status: status, Headers: hs,
+		Body: rd.Body, Request: JWSDigest(path), SignedAt: signedAt,
+	}
+	return rd, sd
+}
+
+func checkPayloads(t *testing.T, rd *RequestDescriptor, sd *ResponseDescriptor) {
+	t.Helper()
+	want, err := marshalRequestReference(rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := appendRequestPayload(nil, rd); !bytes.Equal(got, want) {
+		t.Errorf("appendRequestPayload =\n%s\nwant\n%s", got, want)
+	}
+	want, err = marshalResponseReference(sd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := appendResponsePayload(nil, sd); !bytes.Equal(got, want) {
+		t.Errorf("appendResponsePayload =\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestPayloadMatchesMarshal(t *testing.T) {
+	for _, tc := range []struct {
+		name                                   string
+		id, method, path, query, hname, hvalue string
+	}{
+		{"plain", "5ea48ae9-15c1-465a-be15-9b6ef2c7ef4a", "POST", "/v2/pets", "lang=fr&x=%2F", "content-type", "application/json"},
+		{"html", "<id>&", "GET", "/a<b>", "q=<&>", "etag", `"W/x"`},
+		{"controls", "a\x00b\x1f\x7f", "\b\f\n\r\t", `\path\`, "\"", "location", "\u2028\u2029"},
+		{"invalid utf-8", "\xff\xfe", "M\xc3", "/\xe2\x82", "ü€😀", "if-match", "\xed\xa0\x80"},
+		{"unsorted", "", "", "", "", "a-first", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rd, sd := payloadCase(tc.id, tc.method, tc.path, tc.query, tc.hname, tc.hvalue, 200, 12, 1772366400123456789)
+			checkPayloads(t, &rd, &sd)
+			rd.Headers, sd.Headers = nil, nil
+			checkPayloads(t, &rd, &sd)
+		})
+	}
+	t.Run("sample", func(t *testing.T) {
+		r, body := sampleRequest(t)
+		rd := describe(t, r, body)
+		rd.SignedAt = time.Now()
+		h := http.Header{}
+		h.Set("Content-Type", "application/json")
+		h.Set(HeaderRequestHash, RequestHash(&rd))
+		sd := DescribeResponse(&rd, "x.y.z", 201, h, DigestBytes(nil))
+		sd.SignedAt = rd.SignedAt
+		checkPayloads(t, &rd, &sd)
+	})
+}
+
+func FuzzPayloadMatchesMarshal(f *testing.F) {
+	f.Add("id", "POST", "/v2/pets", "a=1", "content-type", "application/json", 200, int64(5), int64(0))
+	f.Add("<&>", "\x00", "\u2028", "\xff", "etag", "\"", -1, int64(-1), int64(-62135596800000000000/1e3))
+	f.Fuzz(func(t *testing.T, id, method, path, query, hname, hvalue string, status int, length, nanos int64) {
+		rd, sd := payloadCase(id, method, path, query, hname, hvalue, status, length, nanos)
+		checkPayloads(t, &rd, &sd)
+	})
+}
+
+// TestVerifyRemembersHeaders: the second message under a header takes the
+// remembered path, which refuses what the first path refuses.
+func TestVerifyRemembersHeaders(t *testing.T) {
+	ec, _, ec2 := fixtures(t)
+	r, body := sampleRequest(t)
+	ocsp := []byte{0x30, 0x03, 0x0a, 0x01, 0x07} // unlike any other test's
+	s, err := NewSigner(ec.Key, ec.Chain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign := func() string {
+		t.Helper()
+		d := describe(t, r, body)
+		c, err := s.SignRequest(t.Context(), &d, ocsp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	first, second := sign(), sign()
+	if h1, _, _ := strings.Cut(first, "."); !strings.HasPrefix(second, h1+".") {
+		t.Fatal("two signatures with the same OCSP response have different headers")
+	}
+	got := describe(t, r, body)
+	for i, c := range []string{first, second, first} {
+		sg, err := VerifyRequest(c, &got)
+		if err != nil {
+			t.Fatalf("VerifyRequest #%d = %v", i, err)
+		}
+		if !bytes.Equal(sg.OCSP, ocsp) || sg.Algorithm != "ES256" || sg.Typ != TypRequest || !sg.Chain[0].Equal(ec.Cert) || sg.Digest != JWSDigest(c) {
+			t.Fatalf("VerifyRequest #%d = %+v", i, sg)
+		}
+		sg.OCSP[0] ^= 0xff // the caller's own copy
+	}
+	hdr, rest, _ := strings.Cut(second, ".")
+	payload, sig, _ := strings.Cut(rest, ".")
+
+	// ec2's signature under ec's (remembered) header.
+	s2, err := NewSigner(ec2.Key, ec2.Chain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2.x5c = s.x5c
+	d := describe(t, r, body)
+	forged, err := s2.SignRequest(t.Context(), &d, ocsp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, _, _ := strings.Cut(forged, "."); h != hdr {
+		t.Fatal("the forged JWS does not reuse the header")
+	}
+	otherPayload := strings.Split(forged, ".")[1]
+
+	for _, tc := range []struct {
+		name    string
+		compact string
+		want    error
+	}{
+		{"another key", forged, ErrBadSignature},
+		{"payload swapped", hdr + "." + otherPayload + "." + sig, ErrBadSignature},
+		{"signature truncated", hdr + "." + payload + "." + sig[:len(sig)-2], ErrBadSignature},
+		{"stray bits", hdr + "." + payload + "." + strayBits(sig), ErrMalformed},
+		{"empty signature", hdr + "." + payload + ".", ErrMalformed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := VerifyRequest(tc.compact, &got); !errors.Is(err, tc.want) {
+				t.Fatalf("VerifyRequest = %v, want %v", err, tc.want)
+			}
+		})
+	}
+	t.Run("wrong typ", func(t *testing.T) {
+		rd := DescribeResponse(&got, first, 200, http.Header{}, EmptyBody)
+		if _, err := VerifyResponse(second, &rd); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("VerifyResponse(request JWS) = %v, want ErrMalformed", err)
+		}
+	})
+}
+
+// TestSignerHeaderFollowsOCSP: a Signer's remembered header changes with
+// the OCSP response it is given.
+func TestSignerHeaderFollowsOCSP(t *testing.T) {
+	ec, _, _ := fixtures(t)
+	r, body := sampleRequest(t)
+	s, err := NewSigner(ec.Key, ec.Chain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ocsp := range [][]byte{nil, {1, 2, 3}, {1, 2, 4}, nil, {1, 2, 4}} {
+		d := describe(t, r, body)
+		c, err := s.SignRequest(t.Context(), &d, ocsp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := describe(t, r, body)
+		sg, err := VerifyRequest(c, &got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(sg.OCSP, ocsp) || (ocsp == nil) != (sg.OCSP == nil) {
+			t.Errorf("signed with OCSP %x, verified %x", ocsp, sg.OCSP)
+		}
+	}
+}
