@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"sync"
 
 	"github.com/passerelle/passerelle/rest"
 )
@@ -14,6 +15,9 @@ import (
 // larger body goes to a temporary file in the data directory, so memory stays
 // bounded whatever the body size.
 const memSpoolLimit = 1 << 20
+
+// copyBufs holds the buffers of large copies.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // errTooLarge reports a body over the configured limit.
 var errTooLarge = errors.New("body exceeds the size limit")
@@ -34,11 +38,14 @@ func spoolBody(r io.Reader, limit int64, dir string) (*spool, rest.BodyDigest, e
 		return sp, d.Sum(), nil
 	}
 	lr := &io.LimitedReader{R: r, N: limit + 1}
+	// Read straight into the buffer (io.Copy would allocate a 32 KiB copy
+	// buffer per body), then digest it.
 	var buf bytes.Buffer
-	n, err := io.Copy(io.MultiWriter(&buf, d), io.LimitReader(lr, memSpoolLimit))
+	n, err := buf.ReadFrom(io.LimitReader(lr, memSpoolLimit))
 	if err != nil {
 		return nil, rest.BodyDigest{}, err
 	}
+	d.Write(buf.Bytes())
 	sp.n = n
 	if n == memSpoolLimit {
 		f, err := os.CreateTemp(dir, "spool-*")
@@ -51,7 +58,9 @@ func spoolBody(r io.Reader, limit int64, dir string) (*spool, rest.BodyDigest, e
 			sp.Close()
 			return nil, rest.BodyDigest{}, err
 		}
-		m, err := io.Copy(io.MultiWriter(f, d), lr)
+		cb := copyBufs.Get().(*[]byte)
+		m, err := io.CopyBuffer(io.MultiWriter(f, d), lr, *cb)
+		copyBufs.Put(cb)
 		if err != nil {
 			sp.Close()
 			return nil, rest.BodyDigest{}, err
