@@ -6,10 +6,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"net/http"
 	"slices"
-	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/passerelle/passerelle/pki"
@@ -92,8 +93,27 @@ func DescribeResponse(req *RequestDescriptor, requestJWS string, status int, h h
 // JWSDigest is the SHA-256 of a compact JWS's bytes: what a response binds,
 // and what the message log and the hash registry record.
 func JWSDigest(compact string) [sha256.Size]byte {
-	return sha256.Sum256([]byte(compact))
+	d := digests.Get().(*stringDigest)
+	defer digests.Put(d)
+	d.h.Reset()
+	for s := compact; len(s) > 0; {
+		n := copy(d.buf[:], s)
+		d.h.Write(d.buf[:n])
+		s = s[n:]
+	}
+	var sum [sha256.Size]byte
+	d.h.Sum(sum[:0])
+	return sum
 }
+
+// stringDigest hashes a string without copying it whole ([]byte(s) would:
+// a JWS is kilobytes).
+type stringDigest struct {
+	h   hash.Hash
+	buf [2048]byte
+}
+
+var digests = sync.Pool{New: func() any { return &stringDigest{h: sha256.New()} }}
 
 // Payload kinds ("kind"), matching the JWS "typ".
 const (
@@ -136,16 +156,26 @@ type wireResponse struct {
 
 const timeFormat = time.RFC3339Nano
 
-func headersFromWire(m map[string][]string) ([]SignedHeader, error) {
+// headersFromWire lists the headers of a payload decoded by encoding/json,
+// in no particular order.
+func headersFromWire(m map[string][]string) []SignedHeader {
 	out := make([]SignedHeader, 0, len(m))
 	for k, v := range m {
-		if k != strings.ToLower(k) || !IsSignedHeader(k) || len(v) == 0 {
-			return nil, fmt.Errorf("%w: payload header %q is not a signed header in canonical form", ErrMalformed, k)
-		}
 		out = append(out, SignedHeader{Name: k, Values: v})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
+	return out
+}
+
+// checkWireHeaders refuses a payload header that is not a signed header
+// named in canonical form, or has no value, and sorts hs by name.
+func checkWireHeaders(hs []SignedHeader) ([]SignedHeader, error) {
+	for _, h := range hs {
+		if h.Name != strings.ToLower(h.Name) || !IsSignedHeader(h.Name) || len(h.Values) == 0 {
+			return nil, fmt.Errorf("%w: payload header %q is not a signed header in canonical form", ErrMalformed, h.Name)
+		}
+	}
+	slices.SortFunc(hs, func(a, b SignedHeader) int { return strings.Compare(a.Name, b.Name) })
+	return hs, nil
 }
 
 // marshal returns the JSON payload of a request JWS (see appendRequestPayload).
@@ -165,32 +195,32 @@ func decodeStrict(data []byte, v any) error {
 	return nil
 }
 
-// common decoding of the fields requests and responses share.
-func decodeCommon(v int, kind, wantKind, client, service, bodySHA, signedAt string, headers map[string][]string) (
+// decodeCommon checks and decodes the fields requests and responses share.
+func decodeCommon(f *payloadFields, wantKind string) (
 	c pki.ClientID, s pki.ServiceID, hs []SignedHeader, sum [sha256.Size]byte, t time.Time, err error) {
-	if v != ProtocolVersion {
-		err = fmt.Errorf("%w: payload version %d, want %d", ErrMalformed, v, ProtocolVersion)
+	if f.v != ProtocolVersion {
+		err = fmt.Errorf("%w: payload version %d, want %d", ErrMalformed, f.v, ProtocolVersion)
 		return
 	}
-	if kind != wantKind {
-		err = fmt.Errorf("%w: payload kind %q, want %q", ErrMalformed, kind, wantKind)
+	if f.kind != wantKind {
+		err = fmt.Errorf("%w: payload kind %q, want %q", ErrMalformed, f.kind, wantKind)
 		return
 	}
-	if c, err = pki.ParseClientID(client); err != nil {
+	if c, err = pki.ParseClientID(f.client); err != nil {
 		err = fmt.Errorf("%w: payload client: %v", ErrMalformed, err)
 		return
 	}
-	if s, err = pki.ParseServiceID(service); err != nil {
+	if s, err = pki.ParseServiceID(f.service); err != nil {
 		err = fmt.Errorf("%w: payload service: %v", ErrMalformed, err)
 		return
 	}
-	if hs, err = headersFromWire(headers); err != nil {
+	if hs, err = checkWireHeaders(f.headers); err != nil {
 		return
 	}
-	if sum, err = decodeSum(bodySHA); err != nil {
+	if sum, err = decodeSum(f.bodySHA256); err != nil {
 		return
 	}
-	if t, err = time.Parse(timeFormat, signedAt); err != nil {
+	if t, err = time.Parse(timeFormat, f.signedAt); err != nil {
 		err = fmt.Errorf("%w: payload signedAt: %v", ErrMalformed, err)
 	}
 	return
@@ -206,37 +236,66 @@ func decodeSum(s string) (sum [sha256.Size]byte, err error) {
 	return sum, nil
 }
 
-func unmarshalRequest(data []byte) (*RequestDescriptor, error) {
-	var w wireRequest
+// decodePayload decodes a payload of kind: decodePayloadFast when it can,
+// encoding/json (decodeStrict) otherwise.
+func decodePayload(payload, kind string) (payloadFields, error) {
+	if f, ok := decodePayloadFast(payload, kind); ok {
+		return f, nil
+	}
+	data := []byte(payload)
+	if kind == kindRequest {
+		var w wireRequest
+		if err := decodeStrict(data, &w); err != nil {
+			return payloadFields{}, err
+		}
+		return payloadFields{
+			v: w.V, kind: w.Kind, id: w.ID, client: w.Client, service: w.Service,
+			method: w.Method, path: w.Path, query: w.Query, headers: headersFromWire(w.Headers),
+			bodyLength: w.BodyLength, bodySHA256: w.BodySHA256, signedAt: w.SignedAt,
+		}, nil
+	}
+	var w wireResponse
 	if err := decodeStrict(data, &w); err != nil {
+		return payloadFields{}, err
+	}
+	return payloadFields{
+		v: w.V, kind: w.Kind, id: w.ID, client: w.Client, service: w.Service,
+		status: w.Status, request: w.Request, headers: headersFromWire(w.Headers),
+		bodyLength: w.BodyLength, bodySHA256: w.BodySHA256, signedAt: w.SignedAt,
+	}, nil
+}
+
+func unmarshalRequest(payload string) (*RequestDescriptor, error) {
+	w, err := decodePayload(payload, kindRequest)
+	if err != nil {
 		return nil, err
 	}
-	c, s, hs, sum, t, err := decodeCommon(w.V, w.Kind, kindRequest, w.Client, w.Service, w.BodySHA256, w.SignedAt, w.Headers)
+	c, s, hs, sum, t, err := decodeCommon(&w, kindRequest)
 	if err != nil {
 		return nil, err
 	}
 	return &RequestDescriptor{
-		ID: w.ID, Client: c, Service: s, Method: w.Method, Path: w.Path, RawQuery: w.Query,
-		Headers: hs, Body: BodyDigest{Length: w.BodyLength, SHA256: sum}, SignedAt: t,
+		ID: w.id, Client: c, Service: s, Method: w.method, Path: w.path, RawQuery: w.query,
+		Headers: hs, Body: BodyDigest{Length: w.bodyLength, SHA256: sum}, SignedAt: t,
 	}, nil
 }
 
-func unmarshalResponse(data []byte) (*ResponseDescriptor, error) {
-	var w wireResponse
-	if err := decodeStrict(data, &w); err != nil {
-		return nil, err
-	}
-	c, s, hs, sum, t, err := decodeCommon(w.V, w.Kind, kindResponse, w.Client, w.Service, w.BodySHA256, w.SignedAt, w.Headers)
+func unmarshalResponse(payload string) (*ResponseDescriptor, error) {
+	w, err := decodePayload(payload, kindResponse)
 	if err != nil {
 		return nil, err
 	}
-	req, err := decodeSum(w.Request)
+	c, s, hs, sum, t, err := decodeCommon(&w, kindResponse)
+	if err != nil {
+		return nil, err
+	}
+	req, err := decodeSum(w.request)
 	if err != nil {
 		return nil, err
 	}
 	return &ResponseDescriptor{
-		ID: w.ID, Client: c, Service: s, Status: w.Status, Headers: hs,
-		Body: BodyDigest{Length: w.BodyLength, SHA256: sum}, Request: req, SignedAt: t,
+		ID: w.id, Client: c, Service: s, Status: w.status, Headers: hs,
+		Body: BodyDigest{Length: w.bodyLength, SHA256: sum}, Request: req, SignedAt: t,
 	}, nil
 }
 

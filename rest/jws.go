@@ -375,27 +375,27 @@ func VerifyResponse(compact string, got *ResponseDescriptor) (*Signed, error) {
 // header only have their signature verified under the remembered key and
 // algorithm. A header not seen before takes the full path, jwx's own header
 // checks included.
-func verifyCompact(compact, wantTyp string) (*Signed, []byte, error) {
+func verifyCompact(compact, wantTyp string) (*Signed, string, error) {
 	if len(compact) > MaxJWSSize {
-		return nil, nil, fmt.Errorf("%w: JWS of %d bytes, at most %d", ErrMalformed, len(compact), MaxJWSSize)
+		return nil, "", fmt.Errorf("%w: JWS of %d bytes, at most %d", ErrMalformed, len(compact), MaxJWSSize)
 	}
 	hdrB64, rest, ok := strings.Cut(compact, ".")
 	if !ok || strings.Count(rest, ".") != 1 {
-		return nil, nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
+		return nil, "", fmt.Errorf("%w: not a compact JWS", ErrMalformed)
 	}
 	// jwx's decoder tolerates non-zero padding bits; refuse them so that one
 	// signature has exactly one encoding (and one JWSDigest).
 	payloadB64, sigB64, _ := strings.Cut(rest, ".")
 	if !canonicalB64(payloadB64) || !canonicalB64(sigB64) || sigB64 == "" {
-		return nil, nil, fmt.Errorf("%w: payload or signature is not canonical base64url", ErrMalformed)
+		return nil, "", fmt.Errorf("%w: payload or signature is not canonical base64url", ErrMalformed)
 	}
 	if vh := headers.get(hdrB64); vh != nil {
 		if vh.typ != wantTyp {
-			return nil, nil, fmt.Errorf("%w: typ %q, want %q", ErrMalformed, vh.typ, wantTyp)
+			return nil, "", fmt.Errorf("%w: typ %q, want %q", ErrMalformed, vh.typ, wantTyp)
 		}
 		payload, err := vh.verify(compact[:len(hdrB64)+1+len(payloadB64)], payloadB64, sigB64)
 		if err != nil {
-			return nil, nil, err
+			return nil, "", err
 		}
 		s := &Signed{Algorithm: vh.algName, Typ: vh.typ, Chain: vh.chain, Digest: JWSDigest(compact)}
 		if vh.hasOCSP {
@@ -406,50 +406,50 @@ func verifyCompact(compact, wantTyp string) (*Signed, []byte, error) {
 
 	hj, err := b64url.Strict().DecodeString(hdrB64)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: header encoding: %v", ErrMalformed, err)
+		return nil, "", fmt.Errorf("%w: header encoding: %v", ErrMalformed, err)
 	}
 	var h verifyHeader
 	dec := json.NewDecoder(bytes.NewReader(hj))
 	if err := dec.Decode(&h); err != nil || dec.More() {
-		return nil, nil, fmt.Errorf("%w: header is not a JSON object", ErrMalformed)
+		return nil, "", fmt.Errorf("%w: header is not a JSON object", ErrMalformed)
 	}
 	switch {
 	case h.Crit != nil:
-		return nil, nil, fmt.Errorf("%w: \"crit\" is not supported", ErrMalformed)
+		return nil, "", fmt.Errorf("%w: \"crit\" is not supported", ErrMalformed)
 	case h.B64 != nil:
-		return nil, nil, fmt.Errorf("%w: \"b64\" is not supported", ErrMalformed)
+		return nil, "", fmt.Errorf("%w: \"b64\" is not supported", ErrMalformed)
 	case h.Alg == "":
-		return nil, nil, fmt.Errorf("%w: no \"alg\"", ErrMalformed)
+		return nil, "", fmt.Errorf("%w: no \"alg\"", ErrMalformed)
 	case h.Typ == TypBatch:
-		return nil, nil, fmt.Errorf("%w: batch signatures are not supported by protocol version %d", ErrMalformed, ProtocolVersion)
+		return nil, "", fmt.Errorf("%w: batch signatures are not supported by protocol version %d", ErrMalformed, ProtocolVersion)
 	case h.Typ != wantTyp:
-		return nil, nil, fmt.Errorf("%w: typ %q, want %q", ErrMalformed, h.Typ, wantTyp)
+		return nil, "", fmt.Errorf("%w: typ %q, want %q", ErrMalformed, h.Typ, wantTyp)
 	case len(h.X5c) == 0 || len(h.X5c) > MaxChainLen:
-		return nil, nil, fmt.Errorf("%w: x5c must hold 1 to %d certificates", ErrMalformed, MaxChainLen)
+		return nil, "", fmt.Errorf("%w: x5c must hold 1 to %d certificates", ErrMalformed, MaxChainLen)
 	}
 	chain, err := chains.parse(h.X5c)
 	if err != nil {
-		return nil, nil, err
+		return nil, "", err
 	}
 	s := &Signed{Algorithm: h.Alg, Typ: h.Typ, Chain: chain, Digest: JWSDigest(compact)}
 	if h.OCSP != "" {
 		if s.OCSP, err = base64.StdEncoding.Strict().DecodeString(h.OCSP); err != nil {
-			return nil, nil, fmt.Errorf("%w: ocsp encoding: %v", ErrMalformed, err)
+			return nil, "", fmt.Errorf("%w: ocsp encoding: %v", ErrMalformed, err)
 		}
 	}
 	alg, err := algorithmFor(s.Chain[0].PublicKey, h.Alg)
 	if err != nil {
-		return nil, nil, err
+		return nil, "", err
 	}
 	payload, err := jws.VerifyCompactFast(s.Chain[0].PublicKey, []byte(compact), alg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
+		return nil, "", fmt.Errorf("%w: %v", ErrBadSignature, err)
 	}
 	headers.put(hdrB64, &verifiedHeader{
 		algName: h.Alg, alg: alg, typ: h.Typ, chain: chain,
 		ocsp: bytes.Clone(s.OCSP), hasOCSP: s.OCSP != nil,
 	})
-	return s, payload, nil
+	return s, string(payload), nil
 }
 
 // verifiedHeader is what a protected header that passed verifyCompact's
@@ -466,22 +466,21 @@ type verifiedHeader struct {
 // verify checks sigB64 over the signing input with vh's key and algorithm
 // (jwx's primitive, as jws.VerifyCompactFast calls it) and returns the
 // decoded payload. Both segments are canonical base64url already.
-func (vh *verifiedHeader) verify(input, payloadB64, sigB64 string) ([]byte, error) {
+func (vh *verifiedHeader) verify(input, payloadB64, sigB64 string) (string, error) {
 	b := getBuf()
 	defer putBuf(b)
 	var err error
 	if b.json, err = b64url.AppendDecode(b.json[:0], []byte(sigB64)); err != nil {
-		return nil, fmt.Errorf("%w: failed to decode signature: %v", ErrBadSignature, err)
+		return "", fmt.Errorf("%w: failed to decode signature: %v", ErrBadSignature, err)
 	}
 	b.input = append(b.input[:0], input...)
 	if err := jwsbb.Verify(vh.chain[0].PublicKey, vh.alg.String(), b.input, b.json); err != nil {
-		return nil, fmt.Errorf("%w: signature verification failed for %s: %v", ErrBadSignature, vh.alg, err)
+		return "", fmt.Errorf("%w: signature verification failed for %s: %v", ErrBadSignature, vh.alg, err)
 	}
-	payload, err := b64url.DecodeString(payloadB64)
-	if err != nil {
-		return nil, fmt.Errorf("%w: failed to decode payload: %v", ErrBadSignature, err)
+	if b.json, err = b64url.AppendDecode(b.json[:0], []byte(payloadB64)); err != nil {
+		return "", fmt.Errorf("%w: failed to decode payload: %v", ErrBadSignature, err)
 	}
-	return payload, nil
+	return string(b.json), nil
 }
 
 // headerCache keeps verifiedHeaders by their encoded header. Bounded by an

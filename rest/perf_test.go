@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -232,4 +234,121 @@ func TestSignerHeaderFollowsOCSP(t *testing.T) {
 			t.Errorf("signed with OCSP %x, verified %x", ocsp, sg.OCSP)
 		}
 	}
+}
+
+// slowDecode is decodePayload without its fast path.
+func slowDecode(data []byte, kind string) (payloadFields, error) {
+	if kind == kindRequest {
+		var w wireRequest
+		if err := decodeStrict(data, &w); err != nil {
+			return payloadFields{}, err
+		}
+		return payloadFields{
+			v: w.V, kind: w.Kind, id: w.ID, client: w.Client, service: w.Service,
+			method: w.Method, path: w.Path, query: w.Query, headers: headersFromWire(w.Headers),
+			bodyLength: w.BodyLength, bodySHA256: w.BodySHA256, signedAt: w.SignedAt,
+		}, nil
+	}
+	var w wireResponse
+	if err := decodeStrict(data, &w); err != nil {
+		return payloadFields{}, err
+	}
+	return payloadFields{
+		v: w.V, kind: w.Kind, id: w.ID, client: w.Client, service: w.Service,
+		status: w.Status, request: w.Request, headers: headersFromWire(w.Headers),
+		bodyLength: w.BodyLength, bodySHA256: w.BodySHA256, signedAt: w.SignedAt,
+	}, nil
+}
+
+func samePayloadFields(a, b payloadFields) bool {
+	sortHs := func(hs []SignedHeader) []SignedHeader {
+		hs = slices.Clone(hs)
+		slices.SortFunc(hs, func(x, y SignedHeader) int { return strings.Compare(x.Name, y.Name) })
+		return hs
+	}
+	ah, bh := sortHs(a.headers), sortHs(b.headers)
+	if len(ah) != len(bh) {
+		return false
+	}
+	for i := range ah {
+		if ah[i].Name != bh[i].Name || !slices.Equal(ah[i].Values, bh[i].Values) {
+			return false
+		}
+	}
+	a.headers, b.headers = nil, nil
+	return reflect.DeepEqual(a, b)
+}
+
+func payloadSeeds(t testing.TB) [][]byte {
+	r, body := sampleRequest(t)
+	rd := describe(t, r, body)
+	rd.SignedAt = time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
+	h := http.Header{}
+	h.Set("Content-Type", "application/json")
+	h.Set(HeaderRequestHash, RequestHash(&rd))
+	sd := DescribeResponse(&rd, "x.y.z", 201, h, DigestBytes(nil))
+	sd.SignedAt = rd.SignedAt
+	req, resp := appendRequestPayload(nil, &rd), appendResponsePayload(nil, &sd)
+	return [][]byte{
+		req, resp,
+		[]byte(` {"v":1 , "kind":"request","headers":{"accept":[]},"bodyLength":-0}` + "\n"),
+		[]byte(`{"v":1,"v":1}`),
+		[]byte(`{"V":1,"ID":"x"}`),
+		[]byte(`{"v":1.0}`),
+		[]byte(`{"v":01}`),
+		[]byte(`{"id":"a\u0062"}`),
+		[]byte(`{"id":"\xff"}`),
+		[]byte(`{"id":"a\nb\t\"\\\/\b\f\r\u00e9\ud83d\ude00\ud800x\udc00\ud800\u0041é\u2028","headers":{"x-road-\u0041":["\u003c"]}}`),
+		[]byte(`{"headers":{"a":["x"],"a":["y"]}}`),
+		[]byte(`{"headers":null}`),
+		[]byte(`{"headers":{"a":null,"b":["x",null]}}`),
+		[]byte(`{"status":200,"request":"x"}`),
+		[]byte(`{"method":"GET","path":"/","query":""}`),
+		[]byte(`{}]`),
+		[]byte(`{} x`),
+		[]byte(`{"bodyLength":9223372036854775808}`),
+		[]byte(`null`),
+		[]byte(``),
+	}
+}
+
+// TestDecodePayloadFast: the payloads signers write take the fast path.
+func TestDecodePayloadFast(t *testing.T) {
+	seeds := payloadSeeds(t)
+	for i, kind := range []string{kindRequest, kindResponse} {
+		f, ok := decodePayloadFast(string(seeds[i]), kind)
+		if !ok {
+			t.Fatalf("decodePayloadFast(%s) refused %s", kind, seeds[i])
+		}
+		want, err := slowDecode(seeds[i], kind)
+		if err != nil || !samePayloadFields(f, want) {
+			t.Fatalf("decodePayloadFast(%s) = %+v, encoding/json %+v, %v", kind, f, want, err)
+		}
+	}
+}
+
+// FuzzDecodePayloadFast: whatever decodePayloadFast accepts, encoding/json
+// accepts too, with the same values.
+func FuzzDecodePayloadFast(f *testing.F) {
+	for _, s := range payloadSeeds(f) {
+		f.Add(s, false)
+		f.Add(s, true)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, response bool) {
+		kind := kindRequest
+		if response {
+			kind = kindResponse
+		}
+		got, ok := decodePayloadFast(string(data), kind)
+		if !ok {
+			return
+		}
+		want, err := slowDecode(data, kind)
+		if err != nil {
+			t.Fatalf("decodePayloadFast accepted %q, which encoding/json refuses: %v", data, err)
+		}
+		if !samePayloadFields(got, want) {
+			t.Fatalf("decodePayloadFast(%q) = %+v, encoding/json %+v", data, got, want)
+		}
+	})
 }
