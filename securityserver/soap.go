@@ -174,7 +174,8 @@ func (s *Server) serveSOAPConsumer(w http.ResponseWriter, r *http.Request) {
 		s.faultSOAP(w, r, log, v, prefix, soapError(string(rest.CodeCertValidation), err, "this security server has no fresh OCSP response for its TLS certificate"))
 		return
 	}
-	signed, err := soap.Sign(msg.Envelope, soap.Signer{Key: s.sign.key, Chain: s.sign.chain, OCSP: ocspDER},
+	// Signed from the tree ParseRequest built of the same bytes.
+	signed, err := env.Sign(soap.Signer{Key: s.sign.key, Chain: s.sign.chain, OCSP: ocspDER},
 		soap.SignOptions{Attachments: msg.Attachments, Limits: s.soapLimits()})
 	if err != nil {
 		s.faultSOAP(w, r, log, v, prefix, fmt.Errorf("sign the request: %w", err))
@@ -390,11 +391,14 @@ func (s *Server) serveSOAPProvider(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	var rmsg *soapMessage
+	var (
+		rmsg *soapMessage
+		renv *soap.Envelope // rmsg's envelope, parsed
+	)
 	if meta {
 		rmsg, err = s.soapMeta(r.Context(), env, stripped)
 	} else {
-		rmsg, err = s.callSOAPBackend(r.Context(), svc, msg, stripped, r.Header.Values(headerSOAPAction))
+		rmsg, renv, err = s.callSOAPBackend(r.Context(), svc, msg, env, stripped, r.Header.Values(headerSOAPAction))
 	}
 	if err != nil {
 		var f *soap.Fault
@@ -408,18 +412,21 @@ func (s *Server) serveSOAPProvider(w http.ResponseWriter, r *http.Request) {
 	defer rmsg.Close()
 
 	// Answer: requestHash added, signed bound to the request, logged.
-	respEnv, err := soap.InsertRequestHash(rmsg.Envelope, stripped, s.soapLimits())
-	if err != nil {
-		s.faultSOAP(w, r, log, v, prefix, serviceFailed(err))
-		return
+	if renv == nil {
+		if renv, err = soap.ParseEnvelope("", rmsg.Envelope, s.soapLimits()); err != nil {
+			s.faultSOAP(w, r, log, v, prefix, serviceFailed(err))
+			return
+		}
 	}
 	ocspDER, err := s.signStapler.Staple()
 	if err != nil {
 		s.faultSOAP(w, r, log, v, prefix, soapError(string(rest.CodeCertValidation), err, "this security server has no fresh OCSP response for its signing certificate"))
 		return
 	}
-	signed, err := soap.Sign(respEnv, soap.Signer{Key: s.sign.key, Chain: s.sign.chain, OCSP: ocspDER}, soap.SignOptions{
-		Attachments: rmsg.Attachments, RequestDigest: verified.Digest, Limits: s.soapLimits()})
+	// One step from the parsed response: requestHash inserted (what
+	// soap.InsertRequestHash returns), then signed.
+	signed, err := renv.Sign(soap.Signer{Key: s.sign.key, Chain: s.sign.chain, OCSP: ocspDER}, soap.SignOptions{
+		Attachments: rmsg.Attachments, RequestDigest: verified.Digest, RequestHashOf: stripped, Limits: s.soapLimits()})
 	if err != nil {
 		s.faultSOAP(w, r, log, v, prefix, serviceFailed(err))
 		return
@@ -454,9 +461,12 @@ func serviceFailed(err error) error {
 
 // callSOAPBackend POSTs the stripped envelope (with the request's
 // attachments) to the service with Content-Type and SOAPAction only, and
-// reads its answer under the limits. A SOAP fault from the service comes
-// back as a *soap.Fault error, to be passed on as it is.
-func (s *Server) callSOAPBackend(ctx context.Context, svc *ServiceConfig, req *soapMessage, envelope []byte, action []string) (*soapMessage, error) {
+// reads its answer under the limits, returned with its parsed envelope.
+// reqEnv is the verified request (envelope is its bytes without our Security
+// header, which carries no X-Road header: its version and headers are
+// envelope's). A SOAP fault from the service comes back as a *soap.Fault
+// error, to be passed on as it is.
+func (s *Server) callSOAPBackend(ctx context.Context, svc *ServiceConfig, req *soapMessage, reqEnv *soap.Envelope, envelope []byte, action []string) (*soapMessage, *soap.Envelope, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(svc.Timeout))
 	defer cancel()
 	timeout := func(err error) error {
@@ -469,7 +479,7 @@ func (s *Server) callSOAPBackend(ctx context.Context, svc *ServiceConfig, req *s
 	defer done()
 	out, err := http.NewRequestWithContext(ctx, http.MethodPost, svc.URL, body)
 	if err != nil {
-		return nil, soapError(soap.CodeServiceFailed, err, "the service could not be reached")
+		return nil, nil, soapError(soap.CodeServiceFailed, err, "the service could not be reached")
 	}
 	out.ContentLength = n
 	out.Header.Set("Content-Type", ct)
@@ -479,28 +489,25 @@ func (s *Server) callSOAPBackend(ctx context.Context, svc *ServiceConfig, req *s
 	resp, err := s.backendFor(svc).Do(out)
 	if err != nil {
 		if terr := timeout(err); terr != nil {
-			return nil, terr
+			return nil, nil, terr
 		}
-		return nil, soapError(soap.CodeServiceFailed, err, "the service could not be reached")
+		return nil, nil, soapError(soap.CodeServiceFailed, err, "the service could not be reached")
 	}
 	defer resp.Body.Close()
 	rmsg, err := s.readSOAPMessage(resp.Header.Get("Content-Type"), resp.Body)
 	if err != nil {
 		if terr := timeout(err); terr != nil {
-			return nil, terr
+			return nil, nil, terr
 		}
-		return nil, serviceFailed(err)
+		return nil, nil, serviceFailed(err)
 	}
 	if f, ferr := soap.ParseFault(rmsg.Envelope, s.soapLimits()); ferr == nil {
 		rmsg.Close()
-		return nil, f
+		return nil, nil, f
 	}
 	renv, err := soap.ParseEnvelope(rmsg.ContentType, rmsg.Envelope, s.soapLimits())
 	if err == nil {
-		reqEnv, perr := soap.ParseEnvelope(req.ContentType, envelope, s.soapLimits())
-		if perr != nil {
-			err = perr
-		} else if renv.Version != reqEnv.Version {
+		if renv.Version != reqEnv.Version {
 			err = soapError(soap.CodeInvalidContentType, nil, "the response's SOAP version differs from the request's")
 		} else {
 			err = checkEchoed(&reqEnv.Header, &renv.Header)
@@ -508,7 +515,7 @@ func (s *Server) callSOAPBackend(ctx context.Context, svc *ServiceConfig, req *s
 	}
 	if err != nil {
 		rmsg.Close()
-		return nil, serviceFailed(err)
+		return nil, nil, serviceFailed(err)
 	}
-	return rmsg, nil
+	return rmsg, renv, nil
 }

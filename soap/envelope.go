@@ -118,6 +118,7 @@ type Envelope struct {
 	doc    *etree.Document
 	header *etree.Element
 	body   *etree.Element
+	lay    layout // where Header and Security sit in Raw
 }
 
 // Operation is the name of the Body's single child (the operation of a
@@ -140,7 +141,7 @@ func (e *Envelope) IsFault() bool {
 // mandatory, none twice, identifiers well-formed), exactly one Body with one
 // child element. Errors are *Error with the X-Road code.
 func ParseEnvelope(contentType string, data []byte, lim Limits) (*Envelope, error) {
-	doc, err := parseXML(data, lim)
+	doc, lay, err := parseXML(data, lim)
 	if err != nil {
 		if errors.Is(err, ErrTooLarge) {
 			return nil, errorf(CodeInvalidMessage, err, "message too large")
@@ -161,7 +162,7 @@ func ParseEnvelope(contentType string, data []byte, lim Limits) (*Envelope, erro
 			return nil, errorf(CodeInvalidContentType, nil, "content type is %s but the envelope is %s", cv, v)
 		}
 	}
-	env := &Envelope{Version: v, Raw: data, doc: doc}
+	env := &Envelope{Version: v, Raw: data, doc: doc, lay: lay}
 	ns := v.Namespace()
 	kids := root.ChildElements()
 	for _, t := range root.Child {

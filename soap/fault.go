@@ -168,7 +168,7 @@ func ParseFault(data []byte, lim Limits) (*Fault, error) {
 	if !bytes.Contains(data, []byte("Fault")) {
 		return nil, fmt.Errorf("%w: no Fault element", ErrNotFault)
 	}
-	doc, err := parseXML(data, lim)
+	doc, _, err := parseXML(data, lim)
 	if err != nil {
 		return nil, err
 	}

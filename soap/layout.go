@@ -9,12 +9,29 @@ import (
 
 // layout is where the Header and our Security element sit in an envelope's
 // bytes, so that Sign, Strip and InsertRequestHash edit the bytes in place and
-// leave every other byte as the client wrote it.
+// leave every other byte as the client wrote it. parseXML records it while it
+// builds the tree; locate finds it in bytes that are not parsed otherwise.
 type layout struct {
 	headerOpenEnd    int64 // just after <Header …>
 	headerCloseStart int64 // start of </Header>
 	selfClosing      bool  // <Header/>
-	secStart, secEnd int64 // our Security element, -1 when absent
+	secStart, secEnd int64 // our (first) Security element, -1 when absent
+	secCount         int   // Security elements in the Header (parseXML)
+	elements         int   // elements in the document (parseXML)
+}
+
+// errTwoSecurity is locate's error for a second Security header.
+var errTwoSecurity = fmt.Errorf("%w: two Security headers", ErrBadSignature)
+
+// check is locate's verdict on a layout recorded by parseXML.
+func (l layout) check() error {
+	if l.secCount > 1 {
+		return errTwoSecurity
+	}
+	if l.headerOpenEnd < 0 || l.headerCloseStart < 0 {
+		return errorf(CodeMissingHeader, nil, "Malformed SOAP message: header missing")
+	}
+	return nil
 }
 
 func locate(data []byte) (layout, error) {
@@ -43,7 +60,7 @@ func locate(data []byte) (layout, error) {
 			case depth == 3 && l.headerOpenEnd >= 0 && l.headerCloseStart < 0 &&
 				t.Name.Space == NamespacePasserelle && t.Name.Local == "Security":
 				if l.secStart >= 0 {
-					return l, fmt.Errorf("%w: two Security headers", ErrBadSignature)
+					return l, errTwoSecurity
 				}
 				l.secStart = before
 			}

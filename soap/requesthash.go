@@ -28,18 +28,33 @@ func InsertRequestHash(response, request []byte, lim Limits) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if env.Header.RequestHashAlgorithm != "" || env.Header.RequestHash != "" || len(childNS(env.header, NamespaceXRoad, "requestHash")) > 0 {
+	return env.InsertRequestHash(request)
+}
+
+// InsertRequestHash is InsertRequestHash for a response already parsed.
+// (Envelope.Sign with SignOptions.RequestHashOf inserts and signs at once.)
+func (e *Envelope) InsertRequestHash(request []byte) ([]byte, error) {
+	el, err := e.requestHashElement(request)
+	if err != nil {
+		return nil, err
+	}
+	return splice(e.Raw, e.lay.headerCloseStart, el), nil
+}
+
+// requestHashElement checks that e may take a requestHash header and returns
+// the element to insert before </Header>.
+func (e *Envelope) requestHashElement(request []byte) ([]byte, error) {
+	if e.Header.RequestHashAlgorithm != "" || e.Header.RequestHash != "" || len(childNS(e.header, NamespaceXRoad, "requestHash")) > 0 {
 		return nil, errorf(CodeDuplicateHeaderField, nil, "Duplicate header field 'requestHash'")
 	}
-	lay, err := locate(response)
-	if err != nil {
+	lay := e.lay
+	if err := lay.check(); err != nil {
 		return nil, err
 	}
 	if lay.selfClosing {
 		return nil, errorf(CodeMissingHeader, nil, "empty Header")
 	}
-	el := `<xrd:requestHash xmlns:xrd="` + NamespaceXRoad + `" algorithmId="` + AlgSHA512 + `">` + RequestHash(request) + `</xrd:requestHash>`
-	return splice(response, lay.headerCloseStart, []byte(el)), nil
+	return []byte(`<xrd:requestHash xmlns:xrd="` + NamespaceXRoad + `" algorithmId="` + AlgSHA512 + `">` + RequestHash(request) + `</xrd:requestHash>`), nil
 }
 
 // CheckRequestHash is the consumer side: the response's requestHash must be

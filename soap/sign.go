@@ -82,6 +82,12 @@ type SignOptions struct {
 	Attachments   []AttachmentDigest // in message order
 	RequestDigest []byte             // responses: MessageDigest of the signed request they answer
 	Limits        Limits
+
+	// RequestHashOf, when not nil, is the request (its SOAP part, as the
+	// service received it) that a response answers, on the provider side:
+	// Envelope.Sign first inserts its X-Road requestHash as InsertRequestHash
+	// does, then signs, in one step without parsing the bytes again.
+	RequestHashOf []byte
 }
 
 // MessageDigest is the SHA-256 of a signed SOAP part as sent between security
@@ -104,11 +110,47 @@ func Sign(envelope []byte, s Signer, opt SignOptions) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	lay, err := locate(envelope)
-	if err != nil {
+	return env.Sign(s, opt)
+}
+
+// Sign is Sign for an envelope already parsed (ParseEnvelope, ParseRequest):
+// it signs e.Raw from the tree parsed from those bytes, without parsing them
+// again, and leaves e as it was. With opt.RequestHashOf it signs what
+// InsertRequestHash would return, which must be within opt.Limits (size and
+// element count, as Sign would check when parsing it).
+func (e *Envelope) Sign(s Signer, opt SignOptions) ([]byte, error) {
+	if s.Key == nil || len(s.Chain) == 0 {
+		return nil, errors.New("soap: Sign needs a key and a certificate chain")
+	}
+	var (
+		hashBytes []byte
+		hashEl    *etree.Element
+	)
+	if opt.RequestHashOf != nil {
+		var err error
+		if hashBytes, err = e.requestHashElement(opt.RequestHashOf); err != nil {
+			return nil, err
+		}
+		// The element as parsing the spliced bytes would make it: it
+		// declares its own prefix, so its context does not change it.
+		doc, _, err := parseXML(hashBytes, Limits{})
+		if err != nil {
+			return nil, fmt.Errorf("soap: requestHash element: %w", err)
+		}
+		hashEl = doc.Root()
+		lim := opt.Limits.withDefaults()
+		if n := int64(len(e.Raw) + len(hashBytes)); n > lim.MaxSize {
+			return nil, errorf(CodeInvalidMessage, fmt.Errorf("%w (%d bytes, limit %d)", ErrTooLarge, n, lim.MaxSize), "message too large")
+		}
+		if e.lay.elements+1 > lim.MaxElements {
+			return nil, errorf(CodeInvalidXML, fmt.Errorf("%w: more than %d elements", ErrLimit, lim.MaxElements), "malformed XML")
+		}
+	}
+	lay := e.lay
+	if err := lay.check(); err != nil {
 		return nil, err
 	}
-	if lay.secStart >= 0 || hasSignatureElement(env.doc.Root()) {
+	if lay.secStart >= 0 || hasSignatureElement(e.doc.Root()) {
 		return nil, errorf(CodeInvalidMessage, nil, "envelope is already signed")
 	}
 	if lay.selfClosing {
@@ -122,9 +164,17 @@ func Sign(envelope []byte, s Signer, opt SignOptions) ([]byte, error) {
 		t = time.Now()
 	}
 	sec := buildSecurity(t.UTC(), s.OCSP, opt.Attachments, opt.RequestDigest)
-	env.header.AddChild(sec.Copy())
+	// What is signed is the envelope with sec as the Header's last child:
+	// built on a copy (canonicalization rewrites the tree it is given), whose
+	// first child element is the Header (ParseEnvelope checked).
+	root := e.doc.Root().Copy()
+	header := root.ChildElements()[0]
+	if hashEl != nil {
+		header.AddChild(hashEl)
+	}
+	header.AddChild(sec.Copy())
 
-	var certs [][]byte
+	certs := make([][]byte, 0, len(s.Chain))
 	for _, c := range s.Chain {
 		certs = append(certs, c.Raw)
 	}
@@ -135,7 +185,7 @@ func Sign(envelope []byte, s Signer, opt SignOptions) ([]byte, error) {
 	ctx.Canonicalizer = dsig.MakeC14N10ExclusiveCanonicalizerWithPrefixList("")
 	ctx.IdAttribute = "" // one reference, URI="": the whole envelope
 	ctx.Hash = crypto.SHA256
-	sig, err := ctx.ConstructSignature(env.doc.Root().Copy(), true)
+	sig, err := ctx.ConstructSignature(root, true)
 	if err != nil {
 		return nil, fmt.Errorf("soap: sign: %w", err)
 	}
@@ -146,7 +196,10 @@ func Sign(envelope []byte, s Signer, opt SignOptions) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("soap: %w", err)
 	}
-	return splice(envelope, lay.headerCloseStart, secBytes), nil
+	if hashBytes != nil {
+		secBytes = append(hashBytes, secBytes...)
+	}
+	return splice(e.Raw, lay.headerCloseStart, secBytes), nil
 }
 
 func buildSecurity(t time.Time, ocsp []byte, atts []AttachmentDigest, reqDigest []byte) *etree.Element {
@@ -530,8 +583,16 @@ func (v *Verified) CheckAttachments(got []AttachmentDigest) error {
 }
 
 // Stripped returns the verified envelope without our Security element: the
-// bytes the consumer-side server signed, as its client sent them.
-func (v *Verified) Stripped() ([]byte, error) { return Strip(v.Envelope.Raw) }
+// bytes the consumer-side server signed, as its client sent them. The
+// element cut out is the one Verify checked (its place was recorded when the
+// bytes were parsed).
+func (v *Verified) Stripped() ([]byte, error) {
+	lay := v.Envelope.lay
+	if err := lay.check(); err != nil {
+		return nil, err
+	}
+	return strip(v.Envelope.Raw, lay)
+}
 
 // Strip removes our Security header element (signature and signed
 // properties) from a signed envelope, leaving every other byte as it was.
@@ -540,6 +601,10 @@ func Strip(signed []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return strip(signed, lay)
+}
+
+func strip(signed []byte, lay layout) ([]byte, error) {
 	if lay.secStart < 0 {
 		return nil, ErrMissingSignature
 	}

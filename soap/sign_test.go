@@ -73,3 +73,83 @@ func TestSignVerifyRoundTrip(t *testing.T) {
 		})
 	}
 }
+
+// TestEnvelopeSign: signing a parsed envelope gives the bytes Sign gives
+// (RSA PKCS #1 v1.5 signatures are deterministic), leaves the envelope as it
+// was, and with RequestHashOf signs exactly what InsertRequestHash returns.
+func TestEnvelopeSign(t *testing.T) {
+	ca := pkitest.NewCA(t, "soap test CA")
+	s := signerFor(t, ca, memberA, pki.RSA2048)
+	req := readTestdata(t, "soap-request_prmess-annexE1.xml")
+	resp := envelope(hAll, bodyOK)
+	opt := SignOptions{Time: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC), RequestDigest: MessageDigest([]byte("req"))}
+
+	env, err := ParseEnvelope("", req, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := env.doc.WriteToBytes()
+	want, err := Sign(req, s, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		got, err := env.Sign(s, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("Envelope.Sign =\n%s\nwant\n%s", got, want)
+		}
+	}
+	if after, _ := env.doc.WriteToBytes(); !bytes.Equal(after, before) {
+		t.Errorf("Envelope.Sign changed the envelope's tree:\n%s", after)
+	}
+
+	withHash, err := InsertRequestHash(resp, req, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err = Sign(withHash, s, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renv, err := ParseEnvelope("", resp, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hopt := opt
+	hopt.RequestHashOf = req
+	got, err := renv.Sign(s, hopt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("Envelope.Sign with RequestHashOf =\n%s\nwant\n%s", got, want)
+	}
+	v, err := Verify("", got, Limits{})
+	if err != nil {
+		t.Fatalf("Verify = %v", err)
+	}
+	if err := v.Envelope.CheckRequestHash(req); err != nil {
+		t.Errorf("CheckRequestHash = %v", err)
+	}
+	// The limits bound the envelope with requestHash, as Sign's parse of
+	// InsertRequestHash's output does.
+	for _, lim := range []Limits{{MaxSize: int64(len(withHash) - 1)}, {MaxElements: renv.lay.elements}} {
+		_, werr := Sign(withHash, s, SignOptions{Time: opt.Time, Limits: lim})
+		lopt := hopt
+		lopt.Limits = lim
+		if _, err := renv.Sign(s, lopt); err == nil || !isCode(werr, err.(*Error).Code) {
+			t.Errorf("Envelope.Sign with RequestHashOf and %+v = %v, want %v", lim, err, werr)
+		}
+	}
+	if _, err := v.Envelope.Sign(s, hopt); !isCode(err, CodeDuplicateHeaderField) {
+		t.Errorf("Sign with RequestHashOf of a response with requestHash = %v, want %s", err, CodeDuplicateHeaderField)
+	}
+}
+
+func isCode(err error, code string) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Code == code
+}

@@ -73,15 +73,32 @@ func isIDAttr(a xml.Attr) bool {
 	return false
 }
 
-// scan checks data against the hardening rules with encoding/xml's tokenizer
-// (the one etree uses): size, a single root, no DTD (any directive), no
-// entity but the five predefined, only the XML declaration as processing
-// instruction, no comment inside the root element, no duplicate attribute on
-// an element, no duplicate ID attribute in the document, and the limits.
+// scan checks data against the hardening rules (see parseXML) without
+// keeping the tree.
 func scan(data []byte, lim Limits) error {
+	_, _, err := parseXML(data, lim)
+	return err
+}
+
+// parseXML checks data against the hardening rules and builds its etree
+// document in one pass of encoding/xml's tokenizer (the one etree uses):
+// size, a single root, no DTD (any directive), no entity but the five
+// predefined, only the XML declaration as processing instruction, no comment
+// inside the root element, no duplicate attribute on an element, no
+// duplicate ID attribute in the document, and the limits. The tree is the one
+// etree.Document.ReadFromBytes builds from the same bytes; the layout of the
+// SOAP Header and of our Security element is recorded on the way, with the
+// namespaces resolved on that tree, so that the byte offsets and the tree
+// that Verify checks always name the same elements.
+//
+// A hardening error is reported in preference to a structural one (an end tag
+// that does not match, an unclosed element), as when the checks ran before
+// the parse.
+func parseXML(data []byte, lim Limits) (*etree.Document, layout, error) {
 	lim = lim.withDefaults()
+	lay := layout{headerOpenEnd: -1, headerCloseStart: -1, secStart: -1, secEnd: -1}
 	if int64(len(data)) > lim.MaxSize {
-		return fmt.Errorf("%w (%d bytes, limit %d)", ErrTooLarge, len(data), lim.MaxSize)
+		return nil, lay, fmt.Errorf("%w (%d bytes, limit %d)", ErrTooLarge, len(data), lim.MaxSize)
 	}
 	d := xml.NewDecoder(bytes.NewReader(data))
 	d.Strict = true
@@ -90,85 +107,159 @@ func scan(data []byte, lim Limits) error {
 		depth, elements int
 		rootSeen        bool
 		first           = true
-		ids             = map[string]struct{}{}
+		ids             map[string]struct{}
+		treeErr         error // structural error: the tree is no longer built
+		envNS           string
+		headerEl, secEl *etree.Element
 	)
+	doc := etree.NewDocument()
+	stack := make([]*etree.Element, 1, 16)
+	stack[0] = &doc.Element
 	for {
+		before := d.InputOffset()
 		tok, err := d.RawToken()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrInvalidXML, err)
+			return nil, lay, fmt.Errorf("%w: %v", ErrInvalidXML, err)
 		}
+		top := stack[len(stack)-1]
 		switch t := tok.(type) {
 		case xml.StartElement:
 			if depth == 0 && rootSeen {
-				return fmt.Errorf("%w: more than one root element", ErrInvalidXML)
+				return nil, lay, fmt.Errorf("%w: more than one root element", ErrInvalidXML)
 			}
 			rootSeen = true
 			depth++
 			elements++
 			if depth > lim.MaxDepth {
-				return fmt.Errorf("%w: depth over %d", ErrLimit, lim.MaxDepth)
+				return nil, lay, fmt.Errorf("%w: depth over %d", ErrLimit, lim.MaxDepth)
 			}
 			if elements > lim.MaxElements {
-				return fmt.Errorf("%w: more than %d elements", ErrLimit, lim.MaxElements)
+				return nil, lay, fmt.Errorf("%w: more than %d elements", ErrLimit, lim.MaxElements)
 			}
 			if len(t.Attr) > lim.MaxAttributes {
-				return fmt.Errorf("%w: more than %d attributes on <%s>", ErrLimit, lim.MaxAttributes, t.Name.Local)
+				return nil, lay, fmt.Errorf("%w: more than %d attributes on <%s>", ErrLimit, lim.MaxAttributes, t.Name.Local)
 			}
 			for i, a := range t.Attr {
 				for _, b := range t.Attr[:i] {
 					if a.Name == b.Name {
-						return fmt.Errorf("%w: %q on <%s>", ErrDuplicateAtt, a.Name.Local, t.Name.Local)
+						return nil, lay, fmt.Errorf("%w: %q on <%s>", ErrDuplicateAtt, a.Name.Local, t.Name.Local)
 					}
 				}
 				if isIDAttr(a) {
 					if _, dup := ids[a.Value]; dup {
-						return fmt.Errorf("%w: %q", ErrDuplicateID, truncate(a.Value))
+						return nil, lay, fmt.Errorf("%w: %q", ErrDuplicateID, truncate(a.Value))
+					}
+					if ids == nil {
+						ids = map[string]struct{}{}
 					}
 					ids[a.Value] = struct{}{}
 				}
 			}
+			if treeErr != nil {
+				break
+			}
+			el := newElement(top, t)
+			stack = append(stack, el)
+			// The layout: depth is len(stack)-1.
+			switch len(stack) - 1 {
+			case 1:
+				envNS = el.NamespaceURI()
+			case 2:
+				if headerEl == nil && el.Tag == "Header" && el.NamespaceURI() == envNS {
+					headerEl = el
+					lay.headerOpenEnd = d.InputOffset()
+				}
+			case 3:
+				if top == headerEl && lay.headerCloseStart < 0 && el.Tag == "Security" && el.NamespaceURI() == NamespacePasserelle {
+					lay.secCount++
+					if secEl == nil {
+						secEl = el
+						lay.secStart = before
+					}
+				}
+			}
 		case xml.EndElement:
 			depth--
+			if treeErr != nil {
+				break
+			}
+			// As etree: the end tag must close the open element.
+			if len(stack) == 1 || top.Tag != t.Name.Local || top.Space != t.Name.Space {
+				treeErr = fmt.Errorf("%w: %v", ErrInvalidXML, etree.ErrXML)
+				break
+			}
+			switch top {
+			case headerEl:
+				lay.headerCloseStart = before
+				lay.selfClosing = before == lay.headerOpenEnd && bytes.HasSuffix(data[:before], []byte("/>"))
+			case secEl:
+				lay.secEnd = d.InputOffset()
+			}
+			stack = stack[:len(stack)-1]
 		case xml.CharData:
 			if depth == 0 && len(bytes.TrimSpace(t)) > 0 {
-				return fmt.Errorf("%w: text outside the root element", ErrInvalidXML)
+				return nil, lay, fmt.Errorf("%w: text outside the root element", ErrInvalidXML)
+			}
+			if treeErr == nil {
+				s := string(t)
+				top.CreateText(s).SetData(s) // SetData marks whitespace as etree's parser does
 			}
 		case xml.Comment:
 			if depth > 0 {
-				return ErrComment
+				return nil, lay, ErrComment
+			}
+			if treeErr == nil {
+				top.CreateComment(string(t))
 			}
 		case xml.ProcInst:
 			if t.Target != "xml" || !first {
-				return fmt.Errorf("%w: <?%s?>", ErrProcInst, truncate(t.Target))
+				return nil, lay, fmt.Errorf("%w: <?%s?>", ErrProcInst, truncate(t.Target))
+			}
+			if treeErr == nil {
+				top.CreateProcInst(t.Target, string(t.Inst))
 			}
 		case xml.Directive:
-			return ErrDTD
+			return nil, lay, ErrDTD
 		}
 		first = false
 	}
 	if !rootSeen {
-		return fmt.Errorf("%w: no root element", ErrInvalidXML)
+		return nil, lay, fmt.Errorf("%w: no root element", ErrInvalidXML)
 	}
-	return nil
-}
-
-// parseXML runs scan and then parses data with etree into a document.
-func parseXML(data []byte, lim Limits) (*etree.Document, error) {
-	if err := scan(data, lim); err != nil {
-		return nil, err
+	if treeErr == nil && len(stack) != 1 {
+		treeErr = fmt.Errorf("%w: %v", ErrInvalidXML, etree.ErrXML)
 	}
-	doc := etree.NewDocument()
-	doc.ReadSettings = etree.ReadSettings{MaxDepth: lim.withDefaults().MaxDepth + 1}
-	if err := doc.ReadFromBytes(data); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidXML, err)
+	if treeErr != nil {
+		return nil, lay, treeErr
 	}
 	if doc.Root() == nil {
-		return nil, fmt.Errorf("%w: no root element", ErrInvalidXML)
+		return nil, lay, fmt.Errorf("%w: no root element", ErrInvalidXML)
 	}
-	return doc, nil
+	lay.elements = elements
+	return doc, lay, nil
+}
+
+// newElement adds to parent the element etree's parser makes of t: prefix and
+// local name as tokenized, attributes in order, each bound to the element.
+func newElement(parent *etree.Element, t xml.StartElement) *etree.Element {
+	el := &etree.Element{Space: t.Name.Space, Tag: t.Name.Local}
+	if len(t.Attr) > 0 {
+		// CreateAttr splits its key at a colon, which the tokenizer has done
+		// already (and differently for a name like ":a"): make one attribute
+		// bound to el and copy it for each of t's, as etree's parser does.
+		el.Attr = make([]etree.Attr, 0, len(t.Attr))
+		proto := *el.CreateAttr("a", "")
+		el.Attr = el.Attr[:0]
+		for _, a := range t.Attr {
+			proto.Space, proto.Key, proto.Value = a.Name.Space, a.Name.Local, a.Value
+			el.Attr = append(el.Attr, proto)
+		}
+	}
+	parent.AddChild(el)
+	return el
 }
 
 func truncate(s string) string {
