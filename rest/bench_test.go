@@ -2,6 +2,7 @@ package rest
 
 import (
 	"context"
+	"net/http"
 	"testing"
 
 	"github.com/passerelle/passerelle/pki/pkitest"
@@ -70,5 +71,35 @@ func BenchmarkParseRequest(b *testing.B) {
 		if _, _, err := DescribeRequest(r, bd); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkDescribeResponse measures what both sides compute over a
+// response's headers: the end-to-end copy, the signed headers and the
+// binding to the request JWS.
+func BenchmarkDescribeResponse(b *testing.B) {
+	r, body := sampleRequest(b)
+	d := describe(b, r, body)
+	ec, _, _ := fixtures(b)
+	dd := d
+	reqJWS, err := SignRequest(context.Background(), &dd, ec.Key, ec.Chain, make([]byte, 1500))
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := http.Header{}
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", "1024")
+	h.Set("Date", "Thu, 21 Mar 2019 12:49:38 GMT")
+	h.Set("Etag", `"abc"`)
+	h.Set(HeaderClient, d.Client.String())
+	h.Set(HeaderService, d.Service.String())
+	h.Set(HeaderID, d.ID)
+	h.Set(HeaderRequestID, "0b8b6a4e-6a2a-4b7e-9d0e-1c1f3f0e2a11")
+	h.Set(HeaderRequestHash, RequestHash(&d))
+	respBody := DigestBytes(body)
+	b.ReportAllocs()
+	for b.Loop() {
+		e := EndToEnd(h)
+		_ = DescribeResponse(&d, reqJWS, http.StatusOK, e, respBody)
 	}
 }

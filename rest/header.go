@@ -48,13 +48,27 @@ func EndToEnd(h http.Header) http.Header {
 			}
 		}
 	}
+	// The values are copied into one array, each key's capped so that
+	// appending to one does not run into the next.
+	n := 0
+	for _, vv := range h {
+		n += len(vv)
+	}
+	values := make([]string, 0, n)
 	for k, vv := range h {
 		ck := textproto.CanonicalMIMEHeaderKey(k)
 		if slices.Contains(hopByHop, ck) || strings.HasPrefix(ck, "Proxy-") ||
 			slices.Contains(listed, ck) || ck == HeaderSignature {
 			continue
 		}
-		out[ck] = append(out[ck], vv...)
+		if prev, ok := out[ck]; ok {
+			// A non-canonical key next to its canonical twin.
+			out[ck] = append(prev, vv...)
+			continue
+		}
+		start := len(values)
+		values = append(values, vv...)
+		out[ck] = values[start:len(values):len(values)]
 	}
 	return out
 }
@@ -96,13 +110,45 @@ func SignedHeaderNames() []string { return slices.Clone(signedHeaders) }
 // X-Road-Error (set by whichever security server fails), and the
 // SignedHeaderNames.
 func IsSignedHeader(name string) bool {
-	l := strings.ToLower(name)
+	return isSignedLower(lowerName(name))
+}
+
+func isSignedLower(l string) bool {
 	if strings.HasPrefix(l, "x-road-") {
 		return l != "x-road-error"
 	}
 	_, ok := slices.BinarySearch(signedHeaders, l)
 	return ok
 }
+
+// lowerName is strings.ToLower(name), without allocating for the usual
+// header names in canonical form.
+func lowerName(name string) string {
+	if l, ok := lowerNames[name]; ok {
+		return l
+	}
+	return strings.ToLower(name)
+}
+
+var lowerNames = func() map[string]string {
+	names := []string{
+		HeaderClient, HeaderService, HeaderID, HeaderUserID, HeaderIssue,
+		HeaderRepresentedParty, HeaderSecurityServer, HeaderRequestID,
+		HeaderRequestHash, HeaderError, HeaderSignature,
+		// Frequent unsigned ones.
+		"Accept-Encoding", "Authorization", "Cache-Control", "Connection",
+		"Content-Length", "Cookie", "Date", "Host", "Server", "Set-Cookie",
+		"Traceparent", "Tracestate", "User-Agent", "Vary",
+	}
+	for _, l := range signedHeaders {
+		names = append(names, textproto.CanonicalMIMEHeaderKey(l))
+	}
+	m := make(map[string]string, len(names))
+	for _, n := range names {
+		m[n] = strings.ToLower(n)
+	}
+	return m
+}()
 
 // SignedHeader is one signed header: its lower-case name and its values in
 // the order received.
@@ -115,21 +161,18 @@ type SignedHeader struct {
 // lower-case, sorted; values in received order, untouched (Go's parser
 // already trimmed surrounding whitespace). Empty when h has none.
 func CanonicalHeaders(h http.Header) []SignedHeader {
-	n := 0
-	for k := range h {
-		if IsSignedHeader(k) {
-			n++
-		}
-	}
-	if n == 0 {
-		return nil
-	}
-	out := make([]SignedHeader, 0, n)
+	var out []SignedHeader
 	for k, vv := range h {
-		if !IsSignedHeader(k) || len(vv) == 0 {
+		l := lowerName(k)
+		if !isSignedLower(l) {
 			continue
 		}
-		l := strings.ToLower(k)
+		if out == nil {
+			out = make([]SignedHeader, 0, len(h))
+		}
+		if len(vv) == 0 {
+			continue
+		}
 		if i := slices.IndexFunc(out, func(s SignedHeader) bool { return s.Name == l }); i >= 0 {
 			// A non-canonical key ("x-road-id" set directly in the map) next
 			// to its canonical twin: merge.
