@@ -7,6 +7,9 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -69,7 +72,7 @@ func (l *Log) Cleanup(ctx context.Context, olderThan time.Time) (CleanupStats, e
 				id := k[8:]
 				if pending.Get(id) != nil {
 					kept++
-				} else if r, err := load(tx, bytesToID(id)); err != nil {
+				} else if r, err := l.load(tx, bytesToID(id)); err != nil {
 					l.log.Error("message log: cleanup: unreadable record kept", "id", bytesToID(id), "err", err)
 					kept++
 				} else {
@@ -96,6 +99,12 @@ func (l *Log) Cleanup(ctx context.Context, olderThan time.Time) (CleanupStats, e
 		st.Deleted += deleted
 		st.Kept += kept
 		for _, f := range files {
+			if seq, ok := segmentOf(l.walDir, f); ok {
+				l.dropSegment(seq)
+				if fi, err := os.Stat(f); err == nil {
+					l.segBytes.Add(-fi.Size())
+				}
+			}
 			if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				l.log.Error("message log: cleanup: removing blob file", "err", err)
 				continue
@@ -113,8 +122,29 @@ func (l *Log) Cleanup(ctx context.Context, olderThan time.Time) (CleanupStats, e
 // transaction has committed.
 func (l *Log) deleteRecord(tx *bolt.Tx, r *Record, c *counters) ([]string, error) {
 	key := u64(r.ID)
+	var files []string
 	enc := tx.Bucket(bRecords).Get(key)
-	c.DBBytes -= min(c.DBBytes, uint64(len(enc)))
+	if seq, _, n, ok := parseRef(enc); ok {
+		c.DBBytes -= min(c.DBBytes, uint64(n))
+		// The segment goes with its last record, once nothing more can be
+		// applied to it (it is before the applied position).
+		segs := tx.Bucket(bSegments)
+		live := getU64(segs, u64(seq))
+		if live > 1 {
+			if err := segs.Put(u64(seq), u64(live-1)); err != nil {
+				return nil, err
+			}
+		} else {
+			if err := segs.Delete(u64(seq)); err != nil {
+				return nil, err
+			}
+			if applied, _ := getApplied(tx.Bucket(bMeta)); seq < applied {
+				files = append(files, filepath.Join(l.walDir, segmentName(seq)))
+			}
+		}
+	} else {
+		c.DBBytes -= min(c.DBBytes, uint64(len(enc)))
+	}
 	dels := []struct {
 		b []byte
 		k []byte
@@ -130,18 +160,20 @@ func (l *Log) deleteRecord(tx *bolt.Tx, r *Record, c *counters) ([]string, error
 		}
 	}
 	if len(idsWithPrefix(tx.Bucket(bHash), r.Hash[:])) == 0 {
-		for _, b := range [][]byte{bStamps, bReceipts} {
-			bk := tx.Bucket(b)
-			if v := bk.Get(r.Hash[:]); v != nil {
-				c.DBBytes -= min(c.DBBytes, uint64(len(v)))
-				if err := bk.Delete(r.Hash[:]); err != nil {
-					return nil, err
-				}
+		n, err := deleteStamp(tx, r.Hash)
+		if err != nil {
+			return nil, err
+		}
+		c.DBBytes -= min(c.DBBytes, uint64(n))
+		bk := tx.Bucket(bReceipts)
+		if v := bk.Get(r.Hash[:]); v != nil {
+			c.DBBytes -= min(c.DBBytes, uint64(len(v)))
+			if err := bk.Delete(r.Hash[:]); err != nil {
+				return nil, err
 			}
 		}
 	}
 	c.Records--
-	var files []string
 	if r.SignedStorage == StoredFile {
 		files = append(files, l.blobPath(r.ID, "signed"))
 		c.FileBytes -= min(c.FileBytes, uint64(r.SignedLen))
@@ -158,4 +190,17 @@ func bytesToID(b []byte) uint64 {
 		return 0
 	}
 	return binary.BigEndian.Uint64(b)
+}
+
+// segmentOf reports whether path is a segment file of dir, and its number.
+func segmentOf(dir, path string) (uint64, bool) {
+	if filepath.Dir(path) != dir {
+		return 0, false
+	}
+	name, ok := strings.CutSuffix(filepath.Base(path), walSuffix)
+	if !ok {
+		return 0, false
+	}
+	seq, err := strconv.ParseUint(name, 16, 64)
+	return seq, err == nil
 }

@@ -27,39 +27,48 @@
 //
 // # Storage
 //
-// An append is durable once it is in the write-ahead log, Dir/wal: segment
-// files "<number as 16 hex digits>.wal" of frames (uint32 length ‖ uint32
-// CRC-32C ‖ the encoded record), written by the committer with one write and
-// one fdatasync per group. An applier then indexes the acknowledged records
-// into the database in large transactions, letting them gather for up to
-// 100 ms (a bbolt commit rewrites every touched page of five indexes and
-// costs two fdatasyncs, about the same for one record as for hundreds); a
-// reader (Get, ByHash, List, Pending, Stats...) first waits for what is
-// queued to be applied, so it sees every acknowledged append. A segment is
-// removed once all its records are applied; at Open, the records of the
-// segments left by a crash that the database lacks are applied first (a
-// frame cut short or failing its CRC ends its segment: a write never
-// acknowledged). Should the database refuse acknowledged records (full),
-// they stay in the write-ahead log, new appends are refused with the same
-// error, and the applier retries every second. Attachments are not
-// written ahead: they are applied in the applier's next transaction and
-// return once it has committed.
+// The records themselves live in segment files, Dir/wal/"<number as 16 hex
+// digits>.wal": sequences of frames (uint32 length ‖ uint32 CRC-32C ‖ the
+// encoded record). The committer appends a whole group of records to the
+// current segment with one write and one fdatasync, and an append is
+// acknowledged then. A segment past 64 MiB is closed and the next group
+// starts another.
 //
-// Dir/messagelog.db is a bbolt database; Dir/blobs holds the blobs (a body,
-// or a signed message such as a large SOAP envelope) longer than
-// Config.InlineThreshold (64 KiB), one file per blob named
-// "<record id as 16 hex digits>.body" or ".signed". A blob file is written
-// and fsynced, and its directory fsynced, before the transaction naming it
-// commits; a file without a record (a crash in between) is removed at the
-// next Open. Record ids are reserved when an Append starts, so they are
-// unique and increasing but may commit slightly out of order.
+// Dir/messagelog.db, a bbolt database, indexes them. An applier indexes the
+// acknowledged records in large transactions, letting them gather for up to
+// 100 ms (a bbolt commit rewrites every page it touches and costs two
+// fdatasyncs, about the same for one record as for hundreds); a reader
+// (Get, ByHash, List, Pending, Stats...) first waits for what is queued to
+// be applied, so it sees every acknowledged append. The database records how
+// far the segments are applied; at Open, the records after that point (left
+// by a crash) are applied first. A frame cut short or failing its CRC ends
+// its segment: a write never acknowledged. Should the database refuse
+// acknowledged records (full), they stay in their segment, new appends are
+// refused with the same error, and the applier retries every second.
+// Attachments are not written to segments: they are applied in the
+// applier's next transaction and return once it has committed. A segment is
+// removed by the Cleanup that deletes its last record (or at Open when none
+// is left).
 //
-// Buckets: records (id → record), msgid (uvarint(len) ‖ message id ‖ id),
-// hash (hash ‖ id), time (time ‖ id, for retention), pending (id → flags ‖
-// hash ‖ time, for records still missing a timestamp or receipt), stamps (hash →
-// timestamp), receipts (hash → receipt) and meta (schema version, highest
-// id, counters). Ids and times are 8-byte big-endian; times are Unix
-// nanoseconds with the sign bit flipped so that they sort.
+// Dir/blobs holds the blobs (a body, or a signed message such as a large
+// SOAP envelope) longer than Config.InlineThreshold (64 KiB), one file per
+// blob named "<record id as 16 hex digits>.body" or ".signed". A blob file
+// is written and fsynced, and its directory fsynced, before its record's
+// segment write; a file without a record (a crash in between) is removed at
+// the next Open. Record ids are reserved when an Append starts, so they are
+// unique and increasing but may be written slightly out of order.
+//
+// Buckets: records (id → refTag 0x10 ‖ segment ‖ frame offset ‖ payload
+// length; or, from earlier versions, the encoded record itself), msgid
+// (uvarint(len) ‖ message id ‖ id), hash (hash ‖ id), time (time ‖ id, for
+// retention), pending (id → flags ‖ hash ‖ time, for records still missing
+// a timestamp or receipt), stamps (hash → 0x11 ‖ SHA-256 of the token ‖ the
+// timestamp encoded without its token), tokens (SHA-256 → uint64 stamps
+// referring to it ‖ the token: one RFC 3161 token covers a whole batch),
+// receipts (hash → receipt), segments (segment → live records) and meta
+// (schema version, highest id, applied position, counters). Ids and times
+// are 8-byte big-endian; times are Unix nanoseconds with the sign bit
+// flipped so that they sort.
 //
 // # Encoding
 //

@@ -98,12 +98,41 @@ var (
 	bStamps   = []byte("stamps")   // hash -> encoded Timestamp
 	bReceipts = []byte("receipts") // hash -> encoded Receipt
 	bMeta     = []byte("meta")     // counters
+	bSegments = []byte("segments") // segment number -> live records in it
 
-	allBuckets = [][]byte{bRecords, bMsgID, bHash, bTime, bPending, bStamps, bReceipts, bMeta}
+	allBuckets = [][]byte{bRecords, bMsgID, bHash, bTime, bPending, bStamps, bReceipts, bMeta, bSegments, bTokens}
 
 	kVersion = []byte("version")
 	kMaxID   = []byte("maxID")
+	kApplied = []byte("applied") // segment ‖ offset: the segments are applied up to there
 )
+
+// refTag starts a records value that points into a segment: refTag ‖
+// segment (8) ‖ frame offset (8) ‖ payload length (4). (An encoded record
+// starts with its format byte.)
+const (
+	refTag = 0x10
+	refLen = 1 + 8 + 8 + 4
+)
+
+func recordRef(seg uint64, off int64, n int) []byte {
+	b := make([]byte, 0, refLen)
+	b = append(b, refTag)
+	b = binary.BigEndian.AppendUint64(b, seg)
+	b = binary.BigEndian.AppendUint64(b, uint64(off))
+	return binary.BigEndian.AppendUint32(b, uint32(n))
+}
+
+func parseRef(v []byte) (seg uint64, off int64, n uint32, ok bool) {
+	if len(v) != refLen || v[0] != refTag {
+		return 0, 0, 0, false
+	}
+	return binary.BigEndian.Uint64(v[1:]), int64(binary.BigEndian.Uint64(v[9:])), binary.BigEndian.Uint32(v[17:]), true
+}
+
+// indexCost is what an append is assumed to add to the database (its
+// index entries), for MaxDBSize.
+const indexCost = 512
 
 const (
 	needTimestamp = 1 << 0
@@ -142,10 +171,13 @@ type Log struct {
 	wal     *wal   // the current segment; owned by the committer (nil: open one at the next write)
 	nextSeg uint64 // the next segment's number; owned by the committer
 
-	// unapplied counts the encoded bytes acknowledged but not yet in the
-	// database, and dbUsed the database bytes in use after the last apply:
-	// both bound what may be acknowledged under MaxDBSize.
-	unapplied, dbUsed atomic.Int64
+	segMu    sync.Mutex
+	segFiles map[uint64]*os.File // segments opened for reading
+
+	// For MaxDBSize: the database bytes in use after the last apply, the
+	// bytes of the segment files, and indexCost per append acknowledged
+	// but not yet applied.
+	dbUsed, segBytes, unapplied atomic.Int64
 
 	applyMu  sync.Mutex
 	applyErr error // set while the applier cannot commit acknowledged records
@@ -162,8 +194,7 @@ const (
 	opAppend opKind = iota
 	opTimestamp
 	opReceipt
-	opFlush       // a reader's barrier: apply everything queued before it now
-	opSegmentDone // a write-ahead log segment to remove once everything before it is applied
+	opFlush // a reader's barrier: apply everything queued before it now
 )
 
 type op struct {
@@ -172,10 +203,12 @@ type op struct {
 	rec    *Record // opAppend
 	enc    []byte  // encoded record or attachment
 	hash   Hash
-	fbytes uint64 // bytes in blob files (opAppend)
-	replay bool   // opAppend from the write-ahead log at Open: skip if already applied
-	path   string // opSegmentDone
-	err    error  // logical outcome (e.g. ErrNotFound); not a storage failure
+	fbytes uint64     // bytes in blob files (opAppend)
+	ts     *Timestamp // opTimestamp
+	seg    uint64     // opAppend: the segment holding the record
+	off    int64      // opAppend: its frame's offset there
+	replay bool       // opAppend from a segment at Open: skip if already applied
+	err    error      // logical outcome (e.g. ErrNotFound); not a storage failure
 	done   chan error
 }
 
@@ -214,6 +247,8 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		queue:   make(chan *op, 4*cfg.MaxBatch),
 		applyQ:  make(chan []*op, 64),
 		stopped: make(chan struct{}),
+
+		segFiles: map[uint64]*os.File{},
 	}
 	if err := l.init(ctx); err != nil {
 		db.Close()
@@ -316,16 +351,15 @@ func (l *Log) Close() error {
 	close(l.queue)
 	l.mu.Unlock()
 	<-l.stopped
-	// Everything acknowledged is in the database unless the applier is
-	// stuck: then the segments stay for the next Open.
 	if l.wal != nil {
 		l.wal.close()
-		if l.applyFailure() == nil {
-			if err := os.Remove(l.wal.path()); err == nil {
-				syncDir(l.walDir)
-			}
-		}
 	}
+	l.segMu.Lock()
+	for seq, f := range l.segFiles {
+		f.Close()
+		delete(l.segFiles, seq)
+	}
+	l.segMu.Unlock()
 	return l.db.Close()
 }
 
@@ -499,7 +533,7 @@ func (l *Log) AttachTimestamp(ctx context.Context, h Hash, ts Timestamp) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	_, err = l.submit(ctx, &op{kind: opTimestamp, hash: h, enc: enc})
+	_, err = l.submit(ctx, &op{kind: opTimestamp, hash: h, enc: enc, ts: &ts})
 	return err
 }
 
@@ -598,9 +632,8 @@ func (l *Log) writeAhead(batch []*op) {
 	var refused []*op
 	var room int64
 	if l.cfg.MaxDBSize > 0 {
-		// A record takes about twice its encoded size in the database
-		// (pages, indexes); keep a margin for the meta and branch pages.
-		room = l.cfg.MaxDBSize - l.dbUsed.Load() - 2*l.unapplied.Load() - 64<<10
+		// Keep a margin for the database's meta and branch pages.
+		room = l.cfg.MaxDBSize - l.dbUsed.Load() - l.segBytes.Load() - l.unapplied.Load() - 64<<10
 	}
 	failure := l.applyFailure()
 	for _, o := range batch {
@@ -610,23 +643,32 @@ func (l *Log) writeAhead(batch []*op) {
 		switch {
 		case failure != nil:
 			o.err = failure
-		case l.cfg.MaxDBSize > 0 && 2*int64(len(o.enc)) > room:
-			o.err = fmt.Errorf("%w: %w: the database would exceed %d bytes", ErrStorage, ErrFull, l.cfg.MaxDBSize)
+		case l.cfg.MaxDBSize > 0 && walFrameHeader+int64(len(o.enc))+indexCost > room:
+			o.err = fmt.Errorf("%w: %w: the message log would exceed %d bytes", ErrStorage, ErrFull, l.cfg.MaxDBSize)
 		default:
-			room -= 2 * int64(len(o.enc))
+			room -= walFrameHeader + int64(len(o.enc)) + indexCost
 			payloads = append(payloads, o.enc)
 			continue
 		}
 		refused = append(refused, o)
 	}
 	if len(payloads) > 0 {
-		if err := l.writeWAL(payloads); err != nil {
+		offsets := make([]int64, len(payloads))
+		if err := l.writeWAL(payloads, offsets); err != nil {
 			l.log.Error("message log: write-ahead log write failed", "records", len(payloads), "err", err)
 			err = storageErr(err)
 			for _, o := range batch {
 				if o.kind == opAppend && o.err == nil {
 					o.err = err
 					refused = append(refused, o)
+				}
+			}
+		} else {
+			i := 0
+			for _, o := range batch {
+				if o.kind == opAppend && o.err == nil {
+					o.seg, o.off = l.wal.seq, offsets[i]
+					i++
 				}
 			}
 		}
@@ -637,7 +679,7 @@ func (l *Log) writeAhead(batch []*op) {
 			if o.err != nil {
 				continue
 			}
-			l.unapplied.Add(int64(len(o.enc)))
+			l.unapplied.Add(indexCost)
 			o.done <- nil
 		}
 		next = append(next, o)
@@ -646,16 +688,17 @@ func (l *Log) writeAhead(batch []*op) {
 		o.done <- o.err
 	}
 	if l.wal != nil && l.wal.size >= walSegmentSize {
-		next = append(next, l.retireSegment())
+		l.retireSegment()
 	}
 	if len(next) > 0 {
 		l.applyQ <- next
 	}
 }
 
-// writeWAL writes payloads to the current segment, opening one if needed.
-// A segment whose write failed is retired: the next write opens another.
-func (l *Log) writeWAL(payloads [][]byte) error {
+// writeWAL writes payloads to the current segment, opening one if needed,
+// and sets their frames' offsets. A segment whose write failed is retired:
+// the next write opens another.
+func (l *Log) writeWAL(payloads [][]byte, offsets []int64) error {
 	if l.wal == nil {
 		w, err := openWAL(l.walDir, l.nextSeg)
 		if err != nil {
@@ -663,20 +706,20 @@ func (l *Log) writeWAL(payloads [][]byte) error {
 		}
 		l.wal, l.nextSeg = w, l.nextSeg+1
 	}
-	if err := l.wal.write(payloads); err != nil {
-		l.applyQ <- []*op{l.retireSegment()}
+	before := l.wal.size
+	if err := l.wal.write(payloads, offsets); err != nil {
+		l.retireSegment()
 		return err
 	}
+	l.segBytes.Add(l.wal.size - before)
 	return nil
 }
 
-// retireSegment closes the current segment and returns the op that removes
-// it once everything written to it is applied.
-func (l *Log) retireSegment() *op {
-	w := l.wal
+// retireSegment closes the current segment: the next write opens another.
+// A segment is removed once Cleanup has deleted all its records.
+func (l *Log) retireSegment() {
+	l.wal.close()
 	l.wal = nil
-	w.close()
-	return &op{kind: opSegmentDone, path: w.path()}
 }
 
 // applier indexes what the committer hands over into the database: it lets
@@ -769,19 +812,11 @@ func (l *Log) applyPending(pending []*op) []*op {
 }
 
 // applied completes ops after their transaction: acknowledged appends leave
-// the unapplied count, attachments and readers get their outcome, retired
-// segments are removed.
+// the unapplied count, attachments and readers get their outcome.
 func (l *Log) applied(ops []*op, err error) {
 	for _, o := range ops {
-		switch o.kind {
-		case opAppend:
-			l.unapplied.Add(-int64(len(o.enc)))
-		case opSegmentDone:
-			if rerr := os.Remove(o.path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-				l.log.Error("message log: removing an applied write-ahead log segment", "err", rerr)
-			} else {
-				syncDir(l.walDir)
-			}
+		if o.kind == opAppend && !o.replay {
+			l.unapplied.Add(-indexCost)
 		}
 	}
 	l.finish(ops, err)
@@ -842,9 +877,11 @@ func (l *Log) sync(ctx context.Context) error {
 	return err
 }
 
-// replay applies the records of the write-ahead log that the database lacks
-// and removes the segments. A record whose blob file is missing was never
-// acknowledged (its files are removed when its append fails) and is skipped.
+// replay applies the records of the segments that the database lacks:
+// those written after the applied position (acknowledged, not yet applied
+// when the process stopped). A record whose blob file is missing was never
+// acknowledged (its files are removed when its append fails) and is
+// skipped. It then removes the segments without live records.
 func (l *Log) replay(ctx context.Context, maxID *uint64) (int, error) {
 	seqs, err := segments(l.walDir)
 	if err != nil {
@@ -853,6 +890,14 @@ func (l *Log) replay(ctx context.Context, maxID *uint64) (int, error) {
 	if len(seqs) > 0 {
 		l.nextSeg = seqs[len(seqs)-1] + 1
 	}
+	var fromSeg uint64
+	var fromOff int64
+	if err := l.db.View(func(tx *bolt.Tx) error {
+		fromSeg, fromOff = getApplied(tx.Bucket(bMeta))
+		return nil
+	}); err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrStorage, err)
+	}
 	var ops []*op
 	n := 0
 	flush := func() error {
@@ -860,7 +905,7 @@ func (l *Log) replay(ctx context.Context, maxID *uint64) (int, error) {
 			return nil
 		}
 		if err := l.update(ops); err != nil {
-			return fmt.Errorf("messagelog: applying the write-ahead log: %w", err)
+			return fmt.Errorf("messagelog: applying the segments: %w", err)
 		}
 		for _, o := range ops {
 			*maxID = max(*maxID, o.id)
@@ -873,11 +918,17 @@ func (l *Log) replay(ctx context.Context, maxID *uint64) (int, error) {
 		if err := ctx.Err(); err != nil {
 			return n, err
 		}
-		path := filepath.Join(l.walDir, segmentName(seq))
-		torn, err := readSegment(path, func(p []byte) error {
+		if seq < fromSeg {
+			continue
+		}
+		from := int64(0)
+		if seq == fromSeg {
+			from = fromOff
+		}
+		torn, err := readSegment(filepath.Join(l.walDir, segmentName(seq)), from, func(off int64, p []byte) error {
 			rec, err := decodeRecord(p)
 			if err != nil {
-				return fmt.Errorf("write-ahead log %s: %w", segmentName(seq), err)
+				return fmt.Errorf("segment %s: %w", segmentName(seq), err)
 			}
 			var fbytes uint64
 			for _, b := range []struct {
@@ -889,12 +940,12 @@ func (l *Log) replay(ctx context.Context, maxID *uint64) (int, error) {
 					continue
 				}
 				if _, err := os.Stat(l.blobPath(rec.ID, b.kind)); err != nil {
-					l.log.Warn("message log: write-ahead log record without its blob file skipped (never acknowledged)", "id", rec.ID)
+					l.log.Warn("message log: a record without its blob file skipped (never acknowledged)", "id", rec.ID)
 					return nil
 				}
 				fbytes += uint64(b.n)
 			}
-			ops = append(ops, &op{kind: opAppend, id: rec.ID, rec: rec, enc: bytes.Clone(p), hash: rec.Hash, fbytes: fbytes, replay: true})
+			ops = append(ops, &op{kind: opAppend, id: rec.ID, rec: rec, enc: p, hash: rec.Hash, fbytes: fbytes, seg: seq, off: off, replay: true})
 			if len(ops) >= l.cfg.MaxBatch {
 				return flush()
 			}
@@ -903,29 +954,103 @@ func (l *Log) replay(ctx context.Context, maxID *uint64) (int, error) {
 		if err != nil {
 			return n, err
 		}
+		if err := flush(); err != nil { // before the next segment's data is read
+			return n, err
+		}
 		if torn {
-			l.log.Warn("message log: write-ahead log segment ends in an unacknowledged partial write", "segment", segmentName(seq))
+			l.log.Warn("message log: a segment ends in an unacknowledged partial write", "segment", segmentName(seq))
 		}
 	}
-	if err := flush(); err != nil {
-		return n, err
-	}
+	return n, l.removeDeadSegments(seqs)
+}
+
+// removeDeadSegments removes, at Open, the segments in which no record is
+// live (all applied, all deleted), and counts the others' bytes.
+func (l *Log) removeDeadSegments(seqs []uint64) error {
+	removed := false
 	for _, seq := range seqs {
-		if err := os.Remove(filepath.Join(l.walDir, segmentName(seq))); err != nil {
-			return n, fmt.Errorf("%w: %w", ErrStorage, err)
+		path := filepath.Join(l.walDir, segmentName(seq))
+		var live uint64
+		if err := l.db.View(func(tx *bolt.Tx) error {
+			live = getU64(tx.Bucket(bSegments), u64(seq))
+			return nil
+		}); err != nil {
+			return fmt.Errorf("%w: %w", ErrStorage, err)
 		}
+		if live > 0 {
+			fi, err := os.Stat(path)
+			if err != nil {
+				return fmt.Errorf("%w: %w", ErrStorage, err)
+			}
+			l.segBytes.Add(fi.Size())
+			continue
+		}
+		if err := os.Remove(path); err != nil {
+			return fmt.Errorf("%w: %w", ErrStorage, err)
+		}
+		removed = true
 	}
-	if len(seqs) > 0 {
+	if removed {
 		if err := syncDir(l.walDir); err != nil {
-			return n, fmt.Errorf("%w: %w", ErrStorage, err)
+			return fmt.Errorf("%w: %w", ErrStorage, err)
 		}
 	}
-	return n, nil
+	return nil
+}
+
+// getApplied returns the position up to which the segments are applied.
+func getApplied(meta *bolt.Bucket) (seg uint64, off int64) {
+	if v := meta.Get(kApplied); len(v) == 16 {
+		return binary.BigEndian.Uint64(v), int64(binary.BigEndian.Uint64(v[8:]))
+	}
+	return 0, 0
+}
+
+// segment returns segment seq opened for reading.
+func (l *Log) segment(seq uint64) (*os.File, error) {
+	l.segMu.Lock()
+	defer l.segMu.Unlock()
+	if f, ok := l.segFiles[seq]; ok {
+		return f, nil
+	}
+	f, err := os.Open(filepath.Join(l.walDir, segmentName(seq)))
+	if err != nil {
+		return nil, err
+	}
+	l.segFiles[seq] = f
+	return f, nil
+}
+
+// dropSegment closes segment seq's read handle, before it is removed.
+func (l *Log) dropSegment(seq uint64) {
+	l.segMu.Lock()
+	defer l.segMu.Unlock()
+	if f, ok := l.segFiles[seq]; ok {
+		f.Close()
+		delete(l.segFiles, seq)
+	}
+}
+
+// recordBytes returns the encoded record stored under a records value: the
+// value itself, or the frame it points to in a segment.
+func (l *Log) recordBytes(v []byte) ([]byte, error) {
+	seq, off, n, ok := parseRef(v)
+	if !ok {
+		return v, nil
+	}
+	f, err := l.segment(seq)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w: segment %s is gone (records deleted meanwhile)", ErrNotFound, segmentName(seq))
+		}
+		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
+	}
+	return readFrame(f, off, n)
 }
 
 // update commits ops in one transaction.
 func (l *Log) update(ops []*op) error {
-	if !slices.ContainsFunc(ops, func(o *op) bool { return o.kind != opFlush && o.kind != opSegmentDone }) {
+	if !slices.ContainsFunc(ops, func(o *op) bool { return o.kind != opFlush }) {
 		return nil
 	}
 	var c counters
@@ -936,7 +1061,7 @@ func (l *Log) update(ops []*op) error {
 		maxID := getU64(meta, kMaxID)
 		for _, o := range ops {
 			o.err = nil
-			if o.kind == opFlush || o.kind == opSegmentDone {
+			if o.kind == opFlush {
 				continue
 			}
 			if err := l.apply(tx, o, &c); err != nil {
@@ -946,6 +1071,18 @@ func (l *Log) update(ops []*op) error {
 		}
 		if err := meta.Put(kMaxID, u64(maxID)); err != nil {
 			return err
+		}
+		// Ops come in segment order: the last append is the furthest.
+		for _, o := range slices.Backward(ops) {
+			if o.kind == opAppend {
+				end := o.off + walFrameHeader + int64(len(o.enc))
+				if seg, off := getApplied(meta); o.seg > seg || (o.seg == seg && end > off) {
+					if err := meta.Put(kApplied, binary.BigEndian.AppendUint64(u64(o.seg), uint64(end))); err != nil {
+						return err
+					}
+				}
+				break
+			}
 		}
 		return writeCounters(meta, &c)
 	})
@@ -967,7 +1104,11 @@ func (l *Log) apply(tx *bolt.Tx, o *op, c *counters) error {
 		if o.replay && tx.Bucket(bRecords).Get(key) != nil {
 			return nil // applied before the crash
 		}
-		if err := tx.Bucket(bRecords).Put(key, o.enc); err != nil {
+		if err := tx.Bucket(bRecords).Put(key, recordRef(o.seg, o.off, len(o.enc))); err != nil {
+			return err
+		}
+		segs := tx.Bucket(bSegments)
+		if err := segs.Put(u64(o.seg), u64(getU64(segs, u64(o.seg))+1)); err != nil {
 			return err
 		}
 		if err := tx.Bucket(bMsgID).Put(msgIDKey(o.rec.MessageID, o.id), nil); err != nil {
@@ -1011,10 +1152,18 @@ func (l *Log) apply(tx *bolt.Tx, o *op, c *counters) error {
 		if b.Get(o.hash[:]) != nil {
 			return nil // first attachment wins
 		}
-		if err := b.Put(o.hash[:], o.enc); err != nil {
-			return err
+		if o.kind == opTimestamp && o.ts != nil {
+			n, err := putStamp(tx, o.hash, o.ts)
+			if err != nil {
+				return err
+			}
+			c.DBBytes += uint64(n)
+		} else {
+			if err := b.Put(o.hash[:], o.enc); err != nil {
+				return err
+			}
+			c.DBBytes += uint64(len(o.enc))
 		}
-		c.DBBytes += uint64(len(o.enc))
 		pending := tx.Bucket(bPending)
 		for _, id := range ids {
 			key := u64(id)

@@ -34,11 +34,16 @@ func (l *Log) view(ctx context.Context, fn func(*bolt.Tx) error) error {
 	return l.db.View(fn)
 }
 
-// load decodes record id and joins its attachments. It does not read files.
-func load(tx *bolt.Tx, id uint64) (*Record, error) {
+// load decodes record id (from its segment) and joins its attachments. It
+// does not read blob files.
+func (l *Log) load(tx *bolt.Tx, id uint64) (*Record, error) {
 	v := tx.Bucket(bRecords).Get(u64(id))
 	if v == nil {
 		return nil, fmt.Errorf("%w: record %d", ErrNotFound, id)
+	}
+	v, err := l.recordBytes(v)
+	if err != nil {
+		return nil, err
 	}
 	r, err := decodeRecord(v)
 	if err != nil {
@@ -48,7 +53,7 @@ func load(tx *bolt.Tx, id uint64) (*Record, error) {
 		return nil, fmt.Errorf("%w: record %d stored under id %d", ErrCorrupt, r.ID, id)
 	}
 	if v := tx.Bucket(bStamps).Get(r.Hash[:]); v != nil {
-		if r.Timestamp, err = decodeTimestamp(v); err != nil {
+		if r.Timestamp, err = getStamp(tx, v); err != nil {
 			return nil, err
 		}
 	}
@@ -82,7 +87,7 @@ func (l *Log) loadSigned(r *Record) error {
 func (l *Log) Get(ctx context.Context, id uint64) (*Record, error) {
 	var r *Record
 	err := l.view(ctx, func(tx *bolt.Tx) (err error) {
-		r, err = load(tx, id)
+		r, err = l.load(tx, id)
 		return err
 	})
 	if err != nil {
@@ -95,7 +100,7 @@ func (l *Log) getMany(ctx context.Context, b []byte, prefix []byte, keep func(*R
 	var out []*Record
 	err := l.view(ctx, func(tx *bolt.Tx) error {
 		for _, id := range idsWithPrefix(tx.Bucket(b), prefix) {
-			r, err := load(tx, id)
+			r, err := l.load(tx, id)
 			if err != nil {
 				return err
 			}
@@ -151,7 +156,7 @@ func (l *Log) List(ctx context.Context, after uint64, limit int) ([]*Record, err
 		c := tx.Bucket(bRecords).Cursor()
 		k, _ := c.Seek(u64(after + 1))
 		for ; k != nil && len(out) < limit; k, _ = c.Next() {
-			r, err := load(tx, binary.BigEndian.Uint64(k))
+			r, err := l.load(tx, binary.BigEndian.Uint64(k))
 			if err != nil {
 				return err
 			}

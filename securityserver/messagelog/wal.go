@@ -13,13 +13,13 @@ import (
 	"syscall"
 )
 
-// The write-ahead log is where an Append becomes durable: the committer
-// writes the encoded records of a whole group to the current segment with
-// one write and one fdatasync, acknowledges them, and hands them to the
-// applier, which indexes them into the bbolt database in large, lingering
-// transactions off the hot path. A segment is removed once every record in
-// it is in the database; at Open, records of the remaining segments that the
-// database lacks are applied before anything else runs.
+// Segments are where records live and where an Append becomes durable: the
+// committer writes the encoded records of a whole group to the current
+// segment with one write and one fdatasync, acknowledges them, and hands
+// them to the applier, which indexes them (by reference: segment, offset)
+// into the bbolt database in large, lingering transactions off the hot
+// path. At Open, the records after the applied position are indexed before
+// anything else runs. (The directory is still named "wal".)
 //
 // A segment is a sequence of frames:
 //
@@ -93,9 +93,10 @@ func (w *wal) path() string { return filepath.Join(w.dir, segmentName(w.seq)) }
 // nothing of the group counts as written: the segment is cut back to its
 // previous size, and an error that leaves the segment in doubt is returned
 // as errWALBroken (the caller must start a new segment).
-func (w *wal) write(payloads [][]byte) error {
+func (w *wal) write(payloads [][]byte, offsets []int64) error {
 	w.buf = w.buf[:0]
-	for _, p := range payloads {
+	for i, p := range payloads {
+		offsets[i] = w.size + int64(len(w.buf))
 		w.buf = binary.BigEndian.AppendUint32(w.buf, uint32(len(p)))
 		w.buf = binary.BigEndian.AppendUint32(w.buf, crc32.Checksum(p, crc32c))
 		w.buf = append(w.buf, p...)
@@ -127,14 +128,19 @@ func (w *wal) close() error { return w.f.Close() }
 // not be written again.
 var errWALBroken = errors.New("write-ahead log segment in doubt")
 
-// readSegment calls fn with each intact frame's payload in order. It returns
-// torn = true when the segment ends in a cut-short or corrupt frame (the
-// rest is ignored).
-func readSegment(path string, fn func(payload []byte) error) (torn bool, err error) {
+// readSegment calls fn with each intact frame's offset and payload in
+// order, from offset from on. It returns torn = true when the segment ends
+// in a cut-short or corrupt frame (the rest is ignored).
+func readSegment(path string, from int64, fn func(off int64, payload []byte) error) (torn bool, err error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return false, err
 	}
+	if from > int64(len(data)) {
+		return false, fmt.Errorf("%w: segment %s is shorter (%d bytes) than its applied part (%d)", ErrCorrupt, filepath.Base(path), len(data), from)
+	}
+	off := from
+	data = data[from:]
 	for len(data) > 0 {
 		if len(data) < walFrameHeader {
 			return true, nil
@@ -148,12 +154,25 @@ func readSegment(path string, fn func(payload []byte) error) (torn bool, err err
 		if crc32.Checksum(p, crc32c) != sum {
 			return true, nil
 		}
-		if err := fn(p); err != nil {
+		if err := fn(off, p); err != nil {
 			return false, err
 		}
 		data = data[walFrameHeader+int(n):]
+		off += walFrameHeader + int64(n)
 	}
 	return false, nil
+}
+
+// readFrame reads the frame at off in f, of payload length n, and checks it.
+func readFrame(f *os.File, off int64, n uint32) ([]byte, error) {
+	b := make([]byte, walFrameHeader+int(n))
+	if _, err := f.ReadAt(b, off); err != nil {
+		return nil, fmt.Errorf("%w: reading a record from %s: %w", ErrCorrupt, filepath.Base(f.Name()), err)
+	}
+	if binary.BigEndian.Uint32(b) != n || crc32.Checksum(b[walFrameHeader:], crc32c) != binary.BigEndian.Uint32(b[4:]) {
+		return nil, fmt.Errorf("%w: the record at %d in %s fails its check", ErrCorrupt, off, filepath.Base(f.Name()))
+	}
+	return b[walFrameHeader:], nil
 }
 
 // fdatasync makes a segment's data durable (its size too: the file grew).

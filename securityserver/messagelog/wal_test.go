@@ -2,8 +2,12 @@ package messagelog
 
 import (
 	"bytes"
+	"context"
+	"time"
+
 	"errors"
 	"fmt"
+	bolt "go.etcd.io/bbolt"
 	"io"
 	"os"
 	"path/filepath"
@@ -33,7 +37,7 @@ func walFrames(t *testing.T, dir string, seq uint64, recs ...Record) (ids []uint
 		t.Fatal(err)
 	}
 	defer w.close()
-	if err := w.write(payloads); err != nil {
+	if err := w.write(payloads, make([]int64, len(payloads))); err != nil {
 		t.Fatal(err)
 	}
 	return ids, payloads
@@ -74,35 +78,36 @@ func TestWALReplay(t *testing.T) {
 	if st := l.Stats(); st.Records != 3 || st.PendingTimestamp != 3 {
 		t.Errorf("Stats() after replay = %+v, want 3 records, 3 pending", st)
 	}
-	if seqs, _ := segments(filepath.Join(dir, walDirName)); len(seqs) != 0 {
-		t.Errorf("segments left after replay: %v", seqs)
+	// The segments hold the records: both stay.
+	if seqs, _ := segments(filepath.Join(dir, walDirName)); len(seqs) != 2 || seqs[1] != 7 {
+		t.Errorf("segments after replay = %v, want [0 7]", seqs)
 	}
-	// New appends get new ids and a new segment number.
+	// New appends get new ids and a new segment (not after the torn frame).
 	if id := mustAppend(t, l, request(3, 50, 10)); id <= ids[1] {
 		t.Errorf("id after replay = %d, want > %d", id, ids[1])
 	}
-	if l.nextSeg <= 7 {
-		t.Errorf("next segment = %d, want > 7", l.nextSeg)
+	if l.nextSeg != 9 {
+		t.Errorf("next segment = %d, want 9 (8 is in use)", l.nextSeg)
 	}
 }
 
 func TestWALReplayIdempotent(t *testing.T) {
 	dir := t.TempDir()
 	ids, _ := walFrames(t, dir, 1, request(1, 50, 10))
-	// A crash after the replay committed but before the segment was
-	// removed: the same frames again must not duplicate the record.
-	seg := filepath.Join(dir, walDirName, segmentName(1))
-	data, err := os.ReadFile(seg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	l := openLog(t, Config{Dir: dir})
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(seg, data, 0o600); err != nil {
+	// The applied position is lost (as if the crash came between applying
+	// and recording it): replaying the same frames must not duplicate.
+	db, err := bolt.Open(filepath.Join(dir, dbFileName), 0o600, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
+	if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bMeta).Delete(kApplied) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
 	l = openLog(t, Config{Dir: dir})
 	if st := l.Stats(); st.Records != 1 {
 		t.Errorf("Stats().Records after replaying twice = %d, want 1", st.Records)
@@ -137,7 +142,7 @@ func TestWALReplayCorruptRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	// An intact frame (its CRC matches) that is not a record: fail closed.
-	if err := w.write([][]byte{[]byte("\x01{\"bogus\":true}")}); err != nil {
+	if err := w.write([][]byte{[]byte("\x01{\"bogus\":true}")}, make([]int64, 1)); err != nil {
 		t.Fatal(err)
 	}
 	w.close()
@@ -192,4 +197,81 @@ func bytesReader(b []byte) io.Reader {
 		return nil
 	}
 	return bytes.NewReader(b)
+}
+
+// TestSegmentRemovedWithItsRecords: a segment file stays while any of its
+// records is live and goes with the last one, by Cleanup; the segment being
+// written stays.
+func TestSegmentRemovedWithItsRecords(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, Config{Dir: dir})
+	for i := range 3 {
+		r := request(i, 50, 10)
+		r.Time = time.Date(2020, 1, 1, 0, 0, i, 0, time.UTC)
+		completeRecord(t, l, mustAppend(t, l, r))
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = openLog(t, Config{Dir: dir}) // the next appends go to segment 1
+	r := request(9, 50, 10)
+	r.Time = time.Date(2020, 1, 2, 0, 0, 0, 0, time.UTC)
+	completeRecord(t, l, mustAppend(t, l, r))
+	walDir := filepath.Join(dir, walDirName)
+	if seqs, _ := segments(walDir); len(seqs) != 2 {
+		t.Fatalf("segments = %v, want 2", seqs)
+	}
+	// Delete two of segment 0's three records: it stays.
+	if _, err := l.Cleanup(t.Context(), time.Date(2020, 1, 1, 0, 0, 2, 0, time.UTC)); err != nil {
+		t.Fatal(err)
+	}
+	if seqs, _ := segments(walDir); len(seqs) != 2 {
+		t.Fatalf("segments after deleting part of segment 0 = %v, want both", seqs)
+	}
+	// Delete everything: segment 0 goes, segment 1 (being written) stays.
+	st, err := l.Cleanup(t.Context(), time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC))
+	if err != nil || st.Deleted != 2 {
+		t.Fatalf("Cleanup = %+v, %v", st, err)
+	}
+	if seqs, _ := segments(walDir); len(seqs) != 1 || seqs[0] != 1 {
+		t.Errorf("segments after deleting every record = %v, want [1]", seqs)
+	}
+	mustAppend(t, l, request(10, 50, 10))
+}
+
+// completeRecord attaches a timestamp and a receipt to record id, so that
+// Cleanup may delete it.
+func completeRecord(t *testing.T, l *Log, id uint64) {
+	t.Helper()
+	r, err := l.Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.AttachTimestamp(t.Context(), r.Hash, Timestamp{Token: []byte("tok")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.AttachReceipt(t.Context(), r.Hash, Receipt{Proof: []byte("proof")}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSegmentCorruption: a record whose bytes in its segment are altered is
+// reported corrupt, not returned.
+func TestSegmentCorruption(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, Config{Dir: dir})
+	id := mustAppend(t, l, request(1, 50, 10))
+	seg := filepath.Join(dir, walDirName, segmentName(0))
+	data, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = bytes.Replace(data, []byte("jws-1."), []byte("jws-2."), 1)
+	if err := os.WriteFile(seg, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l.dropSegment(0)
+	if _, err := l.Get(t.Context(), id); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("Get of an altered record = %v, want ErrCorrupt", err)
+	}
 }
