@@ -3,6 +3,7 @@ package rest
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/passerelle/passerelle/pki/pkitest"
@@ -101,5 +102,16 @@ func BenchmarkDescribeResponse(b *testing.B) {
 	for b.Loop() {
 		e := EndToEnd(h)
 		_ = DescribeResponse(&d, reqJWS, http.StatusOK, e, respBody)
+	}
+}
+
+// BenchmarkWriteError measures an error response (a security server under
+// overload writes many: TooManyRequests).
+func BenchmarkWriteError(b *testing.B) {
+	r, _ := sampleRequest(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		WriteError(w, r, ServerProxyError(CodeTooManyRequests, "too many concurrent requests from this client", nil), ErrorMode{})
 	}
 }

@@ -191,6 +191,21 @@ type wireError struct {
 	Error   string   `json:"error" xml:"error"`
 }
 
+// appendJSON writes e as json.Marshal does (TestErrorBodyMatchesMarshal).
+func (e *wireError) appendJSON(dst []byte) []byte {
+	dst = append(dst, `{"type":`...)
+	dst = appendJSONString(dst, e.Type)
+	dst = append(dst, `,"message":`...)
+	dst = appendJSONString(dst, e.Message)
+	dst = append(dst, `,"detail":`...)
+	dst = appendJSONString(dst, e.Detail)
+	dst = append(dst, `,"code":`...)
+	dst = appendJSONString(dst, e.Code)
+	dst = append(dst, `,"error":`...)
+	dst = appendJSONString(dst, e.Error)
+	return append(dst, '}')
+}
+
 // AsError returns err as an *Error: itself if it is one (or wraps one), or
 // an InternalError of mode's origin with a generic message and err as cause.
 func AsError(err error, mode ErrorMode) *Error {
@@ -218,18 +233,25 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error, mode ErrorMod
 	for _, k := range []string{"Content-Length", "Content-Encoding", "Content-Disposition", "Etag", "Last-Modified"} {
 		h.Del(k)
 	}
-	h.Set(HeaderError, e.Type)
-	h.Set("X-Content-Type-Options", "nosniff")
+	// h.Set each, with one array for the four values (the keys are
+	// canonical).
+	v := make([]string, 4)
+	set := func(i int, k, val string) {
+		v[i] = val
+		h[k] = v[i : i+1 : i+1]
+	}
+	set(0, HeaderError, e.Type)
+	set(1, "X-Content-Type-Options", "nosniff")
 	var b []byte
 	if r != nil && PrefersXML(r.Header.Get("Accept")) {
-		h.Set("Content-Type", "application/xml;charset=utf-8")
+		set(2, "Content-Type", "application/xml;charset=utf-8")
 		x, _ := xml.Marshal(body) // strings only: cannot fail
 		b = append([]byte(xml.Header), x...)
 	} else {
-		h.Set("Content-Type", "application/json;charset=utf-8")
-		b, _ = json.Marshal(body) // strings only: cannot fail
+		set(2, "Content-Type", "application/json;charset=utf-8")
+		b = body.appendJSON(make([]byte, 0, 128+2*(len(body.Type)+len(body.Message))))
 	}
-	h.Set("Content-Length", strconv.Itoa(len(b)))
+	set(3, "Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(e.StatusFor(mode))
 	if r == nil || r.Method != http.MethodHead {
 		_, _ = w.Write(b)

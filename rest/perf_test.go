@@ -352,3 +352,19 @@ func FuzzDecodePayloadFast(f *testing.F) {
 		}
 	})
 }
+
+func TestErrorBodyMatchesMarshal(t *testing.T) {
+	for _, e := range []wireError{
+		{},
+		{Type: "Server.ServerProxy.AccessDenied", Message: "client PASS/GOV/1 may not call GET / on X", Detail: "0b8b6a4e-6a2a-4b7e-9d0e-1c1f3f0e2a11"},
+		{Type: "<&>", Message: "\x00\"\\\u2028\xff é", Detail: "\t", Code: "c", Error: "e"},
+	} {
+		want, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := e.appendJSON(nil); !bytes.Equal(got, want) {
+			t.Errorf("appendJSON = %s, want %s", got, want)
+		}
+	}
+}
