@@ -159,16 +159,22 @@ func (l *Log) deleteRecord(tx *bolt.Tx, r *Record, c *counters) ([]string, error
 			return nil, err
 		}
 	}
+	// The record's attachments; those stored under the hash (before
+	// version 2) go with the last record of that hash.
+	keys := [][]byte{key}
 	if len(idsWithPrefix(tx.Bucket(bHash), r.Hash[:])) == 0 {
-		n, err := deleteStamp(tx, r.Hash)
+		keys = append(keys, r.Hash[:])
+	}
+	for _, k := range keys {
+		n, err := deleteStamp(tx, k)
 		if err != nil {
 			return nil, err
 		}
 		c.DBBytes -= min(c.DBBytes, uint64(n))
 		bk := tx.Bucket(bReceipts)
-		if v := bk.Get(r.Hash[:]); v != nil {
+		if v := bk.Get(k); v != nil {
 			c.DBBytes -= min(c.DBBytes, uint64(len(v)))
-			if err := bk.Delete(r.Hash[:]); err != nil {
+			if err := bk.Delete(k); err != nil {
 				return nil, err
 			}
 		}

@@ -62,13 +62,17 @@
 // length; or, from earlier versions, the encoded record itself), msgid
 // (uvarint(len) ‖ message id ‖ id), hash (hash ‖ id), time (time ‖ id, for
 // retention), pending (id → flags ‖ hash ‖ time, for records still missing
-// a timestamp or receipt), stamps (hash → 0x11 ‖ SHA-256 of the token ‖ the
+// a timestamp or receipt), stamps (id → 0x11 ‖ SHA-256 of the token ‖ the
 // timestamp encoded without its token), tokens (SHA-256 → uint64 stamps
 // referring to it ‖ the token: one RFC 3161 token covers a whole batch),
-// receipts (hash → receipt), segments (segment → live records) and meta
+// receipts (id → receipt), segments (segment → live records) and meta
 // (schema version, highest id, applied position, counters). Ids and times
 // are 8-byte big-endian; times are Unix nanoseconds with the sign bit
-// flipped so that they sort.
+// flipped so that they sort. Only the msgid and hash indexes take keys in
+// no particular order; every other key of an append is close to the
+// previous appends' (a commit rewrites few pages). Stamps and receipts are
+// stored per record, not per hash, for that reason (earlier versions keyed
+// them by hash; those are still read).
 //
 // # Encoding
 //

@@ -95,8 +95,8 @@ var (
 	bHash     = []byte("hash")     // hash id -> nil
 	bTime     = []byte("time")     // time id -> nil
 	bPending  = []byte("pending")  // id -> flags hash time
-	bStamps   = []byte("stamps")   // hash -> encoded Timestamp
-	bReceipts = []byte("receipts") // hash -> encoded Receipt
+	bStamps   = []byte("stamps")   // id -> timestamp (see tokens.go); before version 2 hash -> encoded Timestamp
+	bReceipts = []byte("receipts") // id -> encoded Receipt; before version 2 hash -> encoded Receipt
 	bMeta     = []byte("meta")     // counters
 	bSegments = []byte("segments") // segment number -> live records in it
 
@@ -1114,20 +1114,37 @@ func (l *Log) apply(tx *bolt.Tx, o *op, c *counters) error {
 		if err := tx.Bucket(bMsgID).Put(msgIDKey(o.rec.MessageID, o.id), nil); err != nil {
 			return err
 		}
+		// Another record of the same message (sent and received by this
+		// server) may already have its evidence: it is this one's too.
+		flags := byte(needTimestamp | needReceipt)
+		for _, other := range idsWithPrefix(tx.Bucket(bHash), o.hash[:]) {
+			if v := attachmentOf(tx, bStamps, other, o.hash); v != nil && flags&needTimestamp != 0 {
+				n, err := copyStamp(tx, key, v)
+				if err != nil {
+					return err
+				}
+				c.DBBytes += uint64(n)
+				flags &^= needTimestamp
+			}
+			if v := attachmentOf(tx, bReceipts, other, o.hash); v != nil && flags&needReceipt != 0 {
+				if err := tx.Bucket(bReceipts).Put(key, bytes.Clone(v)); err != nil {
+					return err
+				}
+				c.DBBytes += uint64(len(v))
+				flags &^= needReceipt
+			}
+		}
+		if flags&needTimestamp != 0 {
+			c.PendingTS++
+		}
+		if flags&needReceipt != 0 {
+			c.PendingReceipt++
+		}
 		if err := tx.Bucket(bHash).Put(cat(o.hash[:], key), nil); err != nil {
 			return err
 		}
 		if err := tx.Bucket(bTime).Put(cat(timeKey(o.rec.Time), key), nil); err != nil {
 			return err
-		}
-		var flags byte
-		if tx.Bucket(bStamps).Get(o.hash[:]) == nil {
-			flags |= needTimestamp
-			c.PendingTS++
-		}
-		if tx.Bucket(bReceipts).Get(o.hash[:]) == nil {
-			flags |= needReceipt
-			c.PendingReceipt++
 		}
 		if flags != 0 {
 			if err := tx.Bucket(bPending).Put(key, cat(cat([]byte{flags}, o.hash[:]), timeKey(o.rec.Time))); err != nil {
@@ -1148,25 +1165,27 @@ func (l *Log) apply(tx *bolt.Tx, o *op, c *counters) error {
 			o.err = fmt.Errorf("%w: no record with hash %s", ErrNotFound, o.hash)
 			return nil
 		}
+		// Stored per record (ids are close together, hashes are not: far
+		// fewer pages rewritten per commit). The first attachment wins.
 		b := tx.Bucket(bucket)
-		if b.Get(o.hash[:]) != nil {
-			return nil // first attachment wins
-		}
-		if o.kind == opTimestamp && o.ts != nil {
-			n, err := putStamp(tx, o.hash, o.ts)
-			if err != nil {
-				return err
-			}
-			c.DBBytes += uint64(n)
-		} else {
-			if err := b.Put(o.hash[:], o.enc); err != nil {
-				return err
-			}
-			c.DBBytes += uint64(len(o.enc))
-		}
 		pending := tx.Bucket(bPending)
 		for _, id := range ids {
 			key := u64(id)
+			if attachmentOf(tx, bucket, id, o.hash) != nil {
+				continue
+			}
+			if o.kind == opTimestamp && o.ts != nil {
+				n, err := putStamp(tx, key, o.ts)
+				if err != nil {
+					return err
+				}
+				c.DBBytes += uint64(n)
+			} else {
+				if err := b.Put(key, o.enc); err != nil {
+					return err
+				}
+				c.DBBytes += uint64(len(o.enc))
+			}
 			v := pending.Get(key)
 			if v == nil || v[0]&flag == 0 {
 				continue
@@ -1257,6 +1276,16 @@ func timeKey(t time.Time) []byte {
 
 func timeFromKey(k []byte) time.Time {
 	return time.Unix(0, int64(binary.BigEndian.Uint64(k)^(1<<63))).UTC()
+}
+
+// attachmentOf returns record id's stamps or receipts value: under its id
+// or, written before version 2, under its hash.
+func attachmentOf(tx *bolt.Tx, bucket []byte, id uint64, h Hash) []byte {
+	b := tx.Bucket(bucket)
+	if v := b.Get(u64(id)); v != nil {
+		return v
+	}
+	return b.Get(h[:])
 }
 
 // idsWithPrefix returns the record ids of index keys "prefix || id".

@@ -52,12 +52,12 @@ func (l *Log) load(tx *bolt.Tx, id uint64) (*Record, error) {
 	if r.ID != id {
 		return nil, fmt.Errorf("%w: record %d stored under id %d", ErrCorrupt, r.ID, id)
 	}
-	if v := tx.Bucket(bStamps).Get(r.Hash[:]); v != nil {
+	if v := attachmentOf(tx, bStamps, id, r.Hash); v != nil {
 		if r.Timestamp, err = getStamp(tx, v); err != nil {
 			return nil, err
 		}
 	}
-	if v := tx.Bucket(bReceipts).Get(r.Hash[:]); v != nil {
+	if v := attachmentOf(tx, bReceipts, id, r.Hash); v != nil {
 		if r.Receipt, err = decodeReceipt(v); err != nil {
 			return nil, err
 		}

@@ -13,7 +13,7 @@ import (
 // audit path and a reference to the token, which the tokens bucket holds
 // once with a count of the stamps that refer to it:
 //
-//	stamps:  hash → stampRefTag ‖ SHA-256(token) ‖ the timestamp encoded without its token
+//	stamps:  record id → stampRefTag ‖ SHA-256(token) ‖ the timestamp encoded without its token
 //	tokens:  SHA-256(token) → uint64 references ‖ token
 //
 // (A stamps value that starts with a format byte holds its token itself.)
@@ -21,34 +21,49 @@ const stampRefTag = 0x11
 
 var bTokens = []byte("tokens")
 
-// putStamp stores ts for hash h and returns the bytes it added.
-func putStamp(tx *bolt.Tx, h Hash, ts *Timestamp) (int, error) {
+// putStamp stores ts under key in the stamps bucket and returns the bytes
+// it added.
+func putStamp(tx *bolt.Tx, key []byte, ts *Timestamp) (int, error) {
 	d := sha256.Sum256(ts.Token)
-	tokens := tx.Bucket(bTokens)
-	added := 0
-	refs := uint64(1)
-	if v := tokens.Get(d[:]); len(v) > 8 {
-		refs += binary.BigEndian.Uint64(v)
-		// Rewrite only the count: the token is the same bytes.
-		nv := make([]byte, len(v))
-		copy(nv, v)
-		binary.BigEndian.PutUint64(nv, refs)
-		if err := tokens.Put(d[:], nv); err != nil {
-			return 0, err
-		}
-	} else {
-		if err := tokens.Put(d[:], append(u64(refs), ts.Token...)); err != nil {
-			return 0, err
-		}
-		added += 8 + len(ts.Token)
+	added, err := refToken(tx, d[:], ts.Token)
+	if err != nil {
+		return 0, err
 	}
 	rest := marshalTimestampV2(&timestampV1{Path: ts.Path, BatchSize: ts.BatchSize, Index: ts.Index, Time: ts.Time.UTC()})
 	v := make([]byte, 0, 1+len(d)+len(rest))
 	v = append(append(append(v, stampRefTag), d[:]...), rest...)
-	if err := tx.Bucket(bStamps).Put(h[:], v); err != nil {
+	if err := tx.Bucket(bStamps).Put(key, v); err != nil {
 		return 0, err
 	}
 	return added + len(v), nil
+}
+
+// refToken counts one more reference to token d, storing the token (when
+// given) if it is new, and returns the bytes it added.
+func refToken(tx *bolt.Tx, d, token []byte) (int, error) {
+	tokens := tx.Bucket(bTokens)
+	if v := tokens.Get(d); len(v) > 8 {
+		// Rewrite only the count: the token is the same bytes.
+		nv := make([]byte, len(v))
+		copy(nv, v)
+		binary.BigEndian.PutUint64(nv, binary.BigEndian.Uint64(v)+1)
+		return 0, tokens.Put(d, nv)
+	}
+	if token == nil {
+		return 0, fmt.Errorf("%w: timestamp token %x missing", ErrCorrupt, d)
+	}
+	return 8 + len(token), tokens.Put(d, append(u64(1), token...))
+}
+
+// copyStamp stores a stamps value v (read from another record with the same
+// hash) under key, and returns the bytes it added.
+func copyStamp(tx *bolt.Tx, key, v []byte) (int, error) {
+	if len(v) > 1+sha256.Size && v[0] == stampRefTag {
+		if _, err := refToken(tx, v[1:1+sha256.Size], nil); err != nil {
+			return 0, err
+		}
+	}
+	return len(v), tx.Bucket(bStamps).Put(key, append([]byte(nil), v...))
 }
 
 // getStamp decodes a stamps value, joining its token.
@@ -70,11 +85,11 @@ func getStamp(tx *bolt.Tx, v []byte) (*Timestamp, error) {
 	return &Timestamp{Token: append([]byte(nil), tok[8:]...), Path: t.Path, BatchSize: t.BatchSize, Index: t.Index, Time: t.Time.UTC()}, nil
 }
 
-// deleteStamp removes the stamp of h (if any), and its token with its last
-// reference, and returns the bytes it freed.
-func deleteStamp(tx *bolt.Tx, h Hash) (int, error) {
+// deleteStamp removes the stamp under key (if any), and its token with its
+// last reference, and returns the bytes it freed.
+func deleteStamp(tx *bolt.Tx, key []byte) (int, error) {
 	stamps := tx.Bucket(bStamps)
-	v := stamps.Get(h[:])
+	v := stamps.Get(key)
 	if v == nil {
 		return 0, nil
 	}
@@ -97,5 +112,5 @@ func deleteStamp(tx *bolt.Tx, h Hash) (int, error) {
 			}
 		}
 	}
-	return freed, stamps.Delete(h[:])
+	return freed, stamps.Delete(key)
 }
