@@ -213,7 +213,10 @@ func (s *Signer) signBuf(b *jwsBuf, typ string, ocspDER []byte) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	b.input = append(b.input[:0], hdr...)
+	// Room for the signing input and, after it, the signature's encoding
+	// (up to RSA-4096's 512 bytes).
+	b.input = slices.Grow(b.input[:0], len(hdr)+1+b64url.EncodedLen(len(b.json))+b64url.EncodedLen(512))
+	b.input = append(b.input, hdr...)
 	b.input = append(b.input, '.')
 	b.input = b64url.AppendEncode(b.input, b.json)
 	sig, err := jwsbb.Sign(s.key, s.alg.String(), b.input, rand.Reader)
