@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -19,7 +20,6 @@ import (
 
 	"github.com/beevik/etree"
 	dsig "github.com/russellhaering/goxmldsig"
-	"github.com/russellhaering/goxmldsig/etreeutils"
 
 	"github.com/passerelle/passerelle/pki"
 )
@@ -164,28 +164,13 @@ func (e *Envelope) Sign(s Signer, opt SignOptions) ([]byte, error) {
 		t = time.Now()
 	}
 	sec := buildSecurity(t.UTC(), s.OCSP, opt.Attachments, opt.RequestDigest)
-	// What is signed is the envelope with sec as the Header's last child:
-	// built on a copy (canonicalization rewrites the tree it is given), whose
-	// first child element is the Header (ParseEnvelope checked).
-	root := e.doc.Root().Copy()
-	header := root.ChildElements()[0]
+	// What is signed is the envelope with sec as the Header's last child
+	// (after the requestHash, if any).
+	appendix := []*etree.Element{sec}
 	if hashEl != nil {
-		header.AddChild(hashEl)
+		appendix = []*etree.Element{hashEl, sec}
 	}
-	header.AddChild(sec.Copy())
-
-	certs := make([][]byte, 0, len(s.Chain))
-	for _, c := range s.Chain {
-		certs = append(certs, c.Raw)
-	}
-	ctx, err := dsig.NewSigningContext(rawSigner{s.Key}, certs)
-	if err != nil {
-		return nil, fmt.Errorf("soap: %w", err)
-	}
-	ctx.Canonicalizer = dsig.MakeC14N10ExclusiveCanonicalizerWithPrefixList("")
-	ctx.IdAttribute = "" // one reference, URI="": the whole envelope
-	ctx.Hash = crypto.SHA256
-	sig, err := ctx.ConstructSignature(root, true)
+	sig, err := signEnveloped(e.doc.Root(), e.header, appendix, s, len(e.Raw))
 	if err != nil {
 		return nil, fmt.Errorf("soap: sign: %w", err)
 	}
@@ -227,6 +212,75 @@ func buildSecurity(t time.Time, ocsp []byte, atts []AttachmentDigest, reqDigest 
 		e.SetText(base64.StdEncoding.EncodeToString(reqDigest))
 	}
 	return sec
+}
+
+// signEnveloped makes the ds:Signature of the document root with appendix
+// appended to header: the one reference URI="" with the enveloped-signature
+// and exclusive C14N transforms, SHA-256, signed with s.Key, the chain in
+// KeyInfo. The element is the one goxmldsig's ConstructSignature makes (with
+// exclusive C14N, no Id attribute, prefix ds); the tree is not changed.
+func signEnveloped(root, header *etree.Element, appendix []*etree.Element, s Signer, sizeHint int) (*etree.Element, error) {
+	var method string
+	switch s.Key.Public().(type) {
+	case *ecdsa.PublicKey:
+		method = AlgECDSASHA256
+	case *rsa.PublicKey:
+		method = AlgRSASHA256
+	default:
+		return nil, errors.New("unsupported signature method")
+	}
+	var buf bytes.Buffer
+	buf.Grow(sizeHint + 4096)
+	c := newC14N(&buf)
+	c.appendTo, c.appendix = header, appendix
+	if err := c.element(root); err != nil {
+		return nil, err
+	}
+	digest := sha256.Sum256(buf.Bytes())
+
+	child := func(parent *etree.Element, tag string) *etree.Element {
+		el := parent.CreateElement(tag)
+		el.Space = "ds"
+		return el
+	}
+	sig := &etree.Element{Space: "ds", Tag: "Signature"}
+	sig.CreateAttr("xmlns:ds", dsig.Namespace)
+	si := &etree.Element{Space: "ds", Tag: "SignedInfo"}
+	child(si, "CanonicalizationMethod").CreateAttr("Algorithm", AlgExcC14N)
+	child(si, "SignatureMethod").CreateAttr("Algorithm", method)
+	ref := child(si, "Reference")
+	ref.CreateAttr("URI", "")
+	tr := child(ref, "Transforms")
+	child(tr, "Transform").CreateAttr("Algorithm", AlgEnveloped)
+	child(tr, "Transform").CreateAttr("Algorithm", AlgExcC14N)
+	child(ref, "DigestMethod").CreateAttr("Algorithm", AlgSHA256)
+	child(ref, "DigestValue").SetText(base64.StdEncoding.EncodeToString(digest[:]))
+	sig.AddChild(si)
+
+	// SignedInfo canonicalized in the context goxmldsig gives it: the
+	// root's declarations and the Signature's.
+	buf.Reset()
+	c = newC14N(&buf)
+	if err := c.declare(root); err != nil {
+		return nil, err
+	}
+	if err := c.declare(sig); err != nil {
+		return nil, err
+	}
+	if err := c.element(si); err != nil {
+		return nil, err
+	}
+	h := sha256.Sum256(buf.Bytes())
+	value, err := rawSigner{s.Key}.Sign(rand.Reader, h[:], crypto.SHA256)
+	if err != nil {
+		return nil, err
+	}
+	child(sig, "SignatureValue").SetText(base64.StdEncoding.EncodeToString(value))
+	x509Data := child(child(sig, "KeyInfo"), "X509Data")
+	for _, cert := range s.Chain {
+		child(x509Data, "X509Certificate").SetText(base64.StdEncoding.EncodeToString(cert.Raw))
+	}
+	return sig, nil
 }
 
 // rawSigner makes ECDSA signatures in XML-DSig's r‖s form (goxmldsig would
@@ -419,15 +473,7 @@ func verify(env *Envelope) (*Verified, error) {
 	}
 
 	// SignedInfo, canonicalized in its context, checked with the leaf key.
-	nsCtx, err := etreeutils.NSBuildParentContext(signedInfo)
-	if err != nil {
-		return nil, bad("%v", err)
-	}
-	detached, err := etreeutils.NSDetatch(nsCtx, signedInfo)
-	if err != nil {
-		return nil, bad("%v", err)
-	}
-	canonSI, err := dsig.MakeC14N10ExclusiveCanonicalizerWithPrefixList("").Canonicalize(detached)
+	canonSI, err := canonicalInContext(signedInfo)
 	if err != nil {
 		return nil, bad("%v", err)
 	}
@@ -436,13 +482,14 @@ func verify(env *Envelope) (*Verified, error) {
 	}
 
 	// The one reference: the whole envelope without the Signature.
-	sec.RemoveChild(sig)
-	canon, err := dsig.MakeC14N10ExclusiveCanonicalizerWithPrefixList("").Canonicalize(root.Copy())
-	sec.AddChild(sig)
-	if err != nil {
+	var canon bytes.Buffer
+	canon.Grow(len(env.Raw))
+	c := newC14N(&canon)
+	c.skip = sig
+	if err := c.element(root); err != nil {
 		return nil, bad("%v", err)
 	}
-	got := sha256.Sum256(canon)
+	got := sha256.Sum256(canon.Bytes())
 	if subtle.ConstantTimeCompare(got[:], wantDigest) != 1 {
 		return nil, bad("digest mismatch")
 	}
