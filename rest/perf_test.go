@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -367,4 +368,40 @@ func TestErrorBodyMatchesMarshal(t *testing.T) {
 			t.Errorf("appendJSON = %s, want %s", got, want)
 		}
 	}
+}
+
+// TestConcurrentSignVerify: one Signer and the verifier's caches under
+// concurrent use, with the OCSP response changing (run with -race).
+func TestConcurrentSignVerify(t *testing.T) {
+	ec, _, _ := fixtures(t)
+	r, body := sampleRequest(t)
+	s, err := NewSigner(ec.Key, ec.Chain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := describe(t, r, body)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 20 {
+				ocsp := []byte{0x30, byte(g), byte(i % 3)}
+				dd := d
+				c, err := s.SignRequest(t.Context(), &dd, ocsp)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				got := d // SignedAt zero: not compared
+				sg, err := VerifyRequest(c, &got)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if !bytes.Equal(sg.OCSP, ocsp) {
+					t.Errorf("OCSP = %x, want %x", sg.OCSP, ocsp)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
