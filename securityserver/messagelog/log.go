@@ -163,9 +163,18 @@ type Log struct {
 
 	mu      sync.RWMutex // guards closed; held (read) while enqueuing and reading
 	closed  bool
-	queue   chan *op      // to the committer
-	applyQ  chan []*op    // from the committer to the applier
-	stopped chan struct{} // closed once both have finished
+	queue   chan *op      // appends, to the committer
+	stopped chan struct{} // closed once the committer and the applier have finished
+
+	// The applier's queue: appends from the committer once durable,
+	// attachments and readers' barriers directly. Never blocks the
+	// committer unless maxApplyBacklog ops wait.
+	amu     sync.Mutex
+	aroom   *sync.Cond // signalled when the backlog shrinks
+	aops    []*op
+	aflush  int  // barriers in aops
+	aclosed bool // no more ops will come
+	asig    chan struct{}
 
 	walDir  string
 	wal     *wal   // the current segment; owned by the committer (nil: open one at the next write)
@@ -245,11 +254,12 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		walDir:  walDir,
 		log:     cfg.Logger,
 		queue:   make(chan *op, 4*cfg.MaxBatch),
-		applyQ:  make(chan []*op, 64),
 		stopped: make(chan struct{}),
+		asig:    make(chan struct{}, 1),
 
 		segFiles: map[uint64]*os.File{},
 	}
+	l.aroom = sync.NewCond(&l.amu)
 	if err := l.init(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -570,11 +580,17 @@ func (l *Log) submit(ctx context.Context, o *op) (committed bool, err error) {
 		l.mu.RUnlock()
 		return false, ErrClosed
 	}
-	select {
-	case l.queue <- o:
-	case <-ctx.Done():
-		l.mu.RUnlock()
-		return false, ctx.Err()
+	if o.kind != opAppend {
+		// Attachments and barriers are not written ahead: every append
+		// acknowledged before is already in the applier's queue.
+		l.enqueueApply([]*op{o}, false)
+	} else {
+		select {
+		case l.queue <- o:
+		case <-ctx.Done():
+			l.mu.RUnlock()
+			return false, ctx.Err()
+		}
 	}
 	l.mu.RUnlock()
 	select {
@@ -621,8 +637,39 @@ func (l *Log) run(applied <-chan struct{}) {
 		}
 		l.writeAhead(batch)
 	}
-	close(l.applyQ)
+	l.amu.Lock()
+	l.aclosed = true
+	l.amu.Unlock()
+	l.signalApplier()
 	<-applied
+}
+
+// maxApplyBacklog bounds the ops waiting for the applier before the
+// committer waits for it (back-pressure instead of unbounded memory).
+const maxApplyBacklog = 16 * DefaultMaxBatch
+
+// enqueueApply hands ops to the applier. wait makes the caller (the
+// committer) wait while the backlog is full.
+func (l *Log) enqueueApply(ops []*op, wait bool) {
+	l.amu.Lock()
+	for wait && len(l.aops) >= maxApplyBacklog {
+		l.aroom.Wait()
+	}
+	l.aops = append(l.aops, ops...)
+	for _, o := range ops {
+		if o.kind == opFlush {
+			l.aflush++
+		}
+	}
+	l.amu.Unlock()
+	l.signalApplier()
+}
+
+func (l *Log) signalApplier() {
+	select {
+	case l.asig <- struct{}{}:
+	default:
+	}
 }
 
 // writeAhead makes batch's appends durable and acknowledges them, then
@@ -673,25 +720,27 @@ func (l *Log) writeAhead(batch []*op) {
 			}
 		}
 	}
-	next := make([]*op, 0, len(batch)+1)
+	// Queue the durable appends for the applier before acknowledging
+	// them, so that whatever their callers do next (attach, read) comes
+	// after them.
+	next := make([]*op, 0, len(batch))
 	for _, o := range batch {
-		if o.kind == opAppend {
-			if o.err != nil {
-				continue
-			}
-			l.unapplied.Add(indexCost)
-			o.done <- nil
+		if o.err == nil {
+			next = append(next, o)
 		}
-		next = append(next, o)
+	}
+	if len(next) > 0 {
+		l.unapplied.Add(indexCost * int64(len(next)))
+		l.enqueueApply(next, true)
+	}
+	for _, o := range next {
+		o.done <- nil
 	}
 	for _, o := range refused {
 		o.done <- o.err
 	}
 	if l.wal != nil && l.wal.size >= walSegmentSize {
 		l.retireSegment()
-	}
-	if len(next) > 0 {
-		l.applyQ <- next
 	}
 }
 
@@ -722,42 +771,31 @@ func (l *Log) retireSegment() {
 	l.wal = nil
 }
 
-// applier indexes what the committer hands over into the database: it lets
-// ops gather for applyLinger (or MaxBatch ops, or until a reader asks) and
-// commits them in one transaction. Appends are already acknowledged; a
-// failure to apply them leaves them in the write-ahead log, makes the
-// committer refuse new appends (applyFailure) and is retried every
-// applyRetry.
+// applier indexes what it is handed into the database: it lets ops gather
+// for applyLinger (or MaxBatch ops, or until a reader asks) and commits them
+// in one transaction. Appends are already acknowledged; a failure to apply
+// them leaves them in their segment, makes the committer refuse new appends
+// (applyFailure) and is retried every applyRetry.
 func (l *Log) applier(done chan<- struct{}) {
 	defer close(done)
-	var pending []*op
+	var pending []*op // taken from the queue, not yet applied
 	timer := time.NewTimer(applyLinger)
 	timer.Stop()
-	armed, open := false, true
-	for open || len(pending) > 0 {
-		now := false
-		if !open {
-			now = true
-		} else if len(pending) == 0 {
-			var items []*op
-			items, open = <-l.applyQ
-			pending = append(pending, items...)
-		} else {
-			select {
-			case items, ok := <-l.applyQ:
-				open = ok
-				pending = append(pending, items...)
-			case <-timer.C:
-				armed, now = false, true
-			}
-		}
-		if !now {
-			now = len(pending) >= l.cfg.MaxBatch || slices.ContainsFunc(pending, func(o *op) bool { return o.kind == opFlush })
-		}
-		if !now {
-			if !armed && len(pending) > 0 {
+	armed, expired := false, false
+	for {
+		l.amu.Lock()
+		queued, flushes, closed := len(l.aops), l.aflush, l.aclosed
+		l.amu.Unlock()
+		n := len(pending) + queued
+		if !(closed || flushes > 0 || n >= l.cfg.MaxBatch || (n > 0 && expired)) {
+			if n > 0 && !armed {
 				timer.Reset(l.lingerFor())
 				armed = true
+			}
+			select {
+			case <-l.asig:
+			case <-timer.C:
+				armed, expired = false, true
 			}
 			continue
 		}
@@ -765,11 +803,25 @@ func (l *Log) applier(done chan<- struct{}) {
 			timer.Stop()
 			armed = false
 		}
+		expired = false
+		l.amu.Lock()
+		pending = append(pending, l.aops...)
+		l.aops, l.aflush = nil, 0
+		l.aroom.Broadcast()
+		l.amu.Unlock()
 		pending = l.applyPending(pending)
-		if len(pending) > 0 && !open {
-			// Closing with a stuck applier: what is left stays in the
-			// write-ahead log for the next Open.
-			l.finish(pending, l.applyFailure())
+		if closed {
+			l.amu.Lock()
+			more := len(l.aops) > 0
+			l.amu.Unlock()
+			if more {
+				continue
+			}
+			if len(pending) > 0 {
+				// Closing with a stuck applier: what is left stays in
+				// its segment for the next Open.
+				l.finish(pending, l.applyFailure())
+			}
 			return
 		}
 	}
