@@ -2,10 +2,12 @@ package soap
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/beevik/etree"
@@ -36,7 +38,7 @@ type nsBinding struct{ prefix, ns string }
 var c14nDefaults = []nsBinding{{"", etreeutils.XMLNamespace}, {"xml", etreeutils.XMLNamespace}, {"xmlns", etreeutils.XMLNSNamespace}}
 
 type c14n struct {
-	out      *bytes.Buffer
+	out      bytes.Buffer
 	scope    []nsBinding // declared in the input, innermost last
 	rendered []nsBinding // declared in the output, innermost last
 	attrs    []etree.Attr
@@ -47,12 +49,36 @@ type c14n struct {
 	appendix []*etree.Element // in order
 }
 
-func newC14N(out *bytes.Buffer) *c14n {
-	c := &c14n{out: out}
-	c.scope = append(make([]nsBinding, 0, 16), c14nDefaults...)
-	c.rendered = append(make([]nsBinding, 0, 16), c14nDefaults...)
+var c14nPool = sync.Pool{New: func() any { return new(c14n) }}
+
+// getC14N returns a canonicalizer with empty output, from a pool: release
+// it when its output is no longer used.
+func getC14N() *c14n {
+	c := c14nPool.Get().(*c14n)
+	c.reset()
 	return c
 }
+
+// reset empties the output and the namespace context.
+func (c *c14n) reset() {
+	c.out.Reset()
+	c.scope = append(c.scope[:0], c14nDefaults...)
+	c.rendered = append(c.rendered[:0], c14nDefaults...)
+	c.skip, c.appendTo, c.appendix = nil, nil, nil
+}
+
+func (c *c14n) release() {
+	if c.out.Cap() > 1<<20 {
+		return // not worth keeping
+	}
+	c.skip, c.appendTo, c.appendix = nil, nil, nil
+	clear(c.attrs[:cap(c.attrs)])
+	clear(c.used[:cap(c.used)])
+	c14nPool.Put(c)
+}
+
+// sum is the SHA-256 of the output.
+func (c *c14n) sum() [sha256.Size]byte { return sha256.Sum256(c.out.Bytes()) }
 
 func lookupNS(bs []nsBinding, prefix string) (string, bool) {
 	for i := len(bs) - 1; i >= 0; i-- {
@@ -102,22 +128,17 @@ func (c *c14n) inContextOf(el *etree.Element) error {
 // canonicalizes in its context (NSDetatch).
 const maxDetachElements = 1000
 
-// canonicalInContext is the exclusive C14N of el with the namespaces of its
+// inContext writes the exclusive C14N of el with the namespaces of its
 // ancestors in scope, as goxmldsig computes it with NSBuildParentContext,
 // NSDetatch and its canonicalizer (for a SignedInfo).
-func canonicalInContext(el *etree.Element) ([]byte, error) {
-	var buf bytes.Buffer
-	c := newC14N(&buf)
+func (c *c14n) inContext(el *etree.Element) error {
 	if err := c.inContextOf(el); err != nil {
-		return nil, err
+		return err
 	}
 	if countElements(el, maxDetachElements+1) > maxDetachElements {
-		return nil, errors.New("traversal limit reached")
+		return errors.New("traversal limit reached")
 	}
-	if err := c.element(el); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return c.element(el)
 }
 
 // countElements counts el and its descendants, stopping at max.
@@ -170,7 +191,7 @@ func (c *c14n) element(el *etree.Element) error {
 	}
 	sort.Sort(etreeutils.SortedAttrs(c.attrs))
 
-	w := c.out
+	w := &c.out
 	w.WriteByte('<')
 	writeName(w, el.Space, el.Tag)
 	for _, a := range c.attrs {
@@ -213,7 +234,7 @@ func (c *c14n) token(t etree.Token) error {
 			c.out.WriteString("]]>")
 			return nil
 		}
-		escapeC14N(c.out, t.Data, false)
+		escapeC14N(&c.out, t.Data, false)
 	case *etree.Comment:
 	default:
 		// parseXML refuses processing instructions and directives inside

@@ -37,28 +37,32 @@ func checkC14N(t *testing.T, data []byte) {
 	skips := append([]*etree.Element{nil}, root.FindElements("//Signature")...)
 	for _, skip := range skips {
 		before, _ := doc.WriteToBytes()
-		var got bytes.Buffer
-		c := newC14N(&got)
+		c := getC14N()
 		c.skip = skip
 		err := c.element(root)
+		got := c.out.Bytes()
 		want, werr := refC14N(root, skip)
 		if (err == nil) != (werr == nil) {
 			t.Fatalf("c14n(%q) error = %v, goxmldsig %v", data, err, werr)
 		}
-		if err == nil && !bytes.Equal(got.Bytes(), want) {
-			t.Fatalf("c14n(%q) =\n%s\ngoxmldsig\n%s", data, got.Bytes(), want)
+		if err == nil && !bytes.Equal(got, want) {
+			t.Fatalf("c14n(%q) =\n%s\ngoxmldsig\n%s", data, got, want)
 		}
+		c.release()
 		if after, _ := doc.WriteToBytes(); !bytes.Equal(before, after) {
 			t.Fatalf("c14n changed the tree")
 		}
 	}
 	// Every element in its context, as Verify canonicalizes SignedInfo.
 	for _, el := range root.FindElements("//*") {
-		got, err := canonicalInContext(el)
+		c := getC14N()
+		err := c.inContext(el)
+		got := c.out.Bytes()
 		want, werr := refInContext(el)
 		if (err == nil) != (werr == nil) || err == nil && !bytes.Equal(got, want) {
-			t.Fatalf("canonicalInContext(%s in %q) = %s, %v; goxmldsig %s, %v", el.Tag, data, got, err, want, werr)
+			t.Fatalf("inContext(%s in %q) = %s, %v; goxmldsig %s, %v", el.Tag, data, got, err, want, werr)
 		}
+		c.release()
 	}
 }
 

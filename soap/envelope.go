@@ -6,6 +6,7 @@ import (
 	"errors"
 	"mime"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/beevik/etree"
 
@@ -461,5 +462,13 @@ func parseRepresentedParty(el *etree.Element) (*RepresentedParty, error) {
 
 // decodeB64 decodes standard base64 ignoring whitespace.
 func decodeB64(s string) ([]byte, error) {
-	return base64.StdEncoding.DecodeString(strings.Join(strings.Fields(s), ""))
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; b >= utf8.RuneSelf || asciiSpace[b] {
+			return base64.StdEncoding.DecodeString(strings.Join(strings.Fields(s), ""))
+		}
+	}
+	return base64.StdEncoding.DecodeString(s)
 }
+
+// asciiSpace are the ASCII bytes strings.Fields splits at.
+var asciiSpace = [utf8.RuneSelf]bool{'\t': true, '\n': true, '\v': true, '\f': true, '\r': true, ' ': true}

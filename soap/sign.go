@@ -16,6 +16,7 @@ import (
 	"io"
 	"math/big"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/beevik/etree"
@@ -229,14 +230,14 @@ func signEnveloped(root, header *etree.Element, appendix []*etree.Element, s Sig
 	default:
 		return nil, errors.New("unsupported signature method")
 	}
-	var buf bytes.Buffer
-	buf.Grow(sizeHint + 4096)
-	c := newC14N(&buf)
+	c := getC14N()
+	defer c.release()
+	c.out.Grow(sizeHint + 4096)
 	c.appendTo, c.appendix = header, appendix
 	if err := c.element(root); err != nil {
 		return nil, err
 	}
-	digest := sha256.Sum256(buf.Bytes())
+	digest := c.sum()
 
 	child := func(parent *etree.Element, tag string) *etree.Element {
 		el := parent.CreateElement(tag)
@@ -259,8 +260,7 @@ func signEnveloped(root, header *etree.Element, appendix []*etree.Element, s Sig
 
 	// SignedInfo canonicalized in the context goxmldsig gives it: the
 	// root's declarations and the Signature's.
-	buf.Reset()
-	c = newC14N(&buf)
+	c.reset()
 	if err := c.declare(root); err != nil {
 		return nil, err
 	}
@@ -270,7 +270,7 @@ func signEnveloped(root, header *etree.Element, appendix []*etree.Element, s Sig
 	if err := c.element(si); err != nil {
 		return nil, err
 	}
-	h := sha256.Sum256(buf.Bytes())
+	h := c.sum()
 	value, err := rawSigner{s.Key}.Sign(rand.Reader, h[:], crypto.SHA256)
 	if err != nil {
 		return nil, err
@@ -281,6 +281,36 @@ func signEnveloped(root, header *etree.Element, appendix []*etree.Element, s Sig
 		child(x509Data, "X509Certificate").SetText(base64.StdEncoding.EncodeToString(cert.Raw))
 	}
 	return sig, nil
+}
+
+// certCache keeps the certificates Verify parsed, by their DER, as
+// crypto/tls does: a peer's chain comes with every message. A parsed
+// certificate is not modified by anyone; the cache is emptied when full.
+var certCache struct {
+	sync.Mutex
+	m map[string]*x509.Certificate
+}
+
+const maxCachedCerts = 256
+
+func parseCertificate(der []byte) (*x509.Certificate, error) {
+	certCache.Lock()
+	c, ok := certCache.m[string(der)]
+	certCache.Unlock()
+	if ok {
+		return c, nil
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	certCache.Lock()
+	if certCache.m == nil || len(certCache.m) >= maxCachedCerts {
+		certCache.m = make(map[string]*x509.Certificate)
+	}
+	certCache.m[string(der)] = c
+	certCache.Unlock()
+	return c, nil
 }
 
 // rawSigner makes ECDSA signatures in XML-DSig's r‖s form (goxmldsig would
@@ -355,18 +385,26 @@ func bad(format string, args ...any) error {
 }
 
 func hasSignatureElement(root *etree.Element) bool {
-	return countNS(root, dsig.Namespace, "Signature") > 0
+	_, sigs := countSecurity(root)
+	return sigs > 0
 }
 
-func countNS(el *etree.Element, ns, local string) int {
-	n := 0
-	if isNS(el, ns, local) {
-		n++
+// countSecurity counts our Security elements and ds:Signature elements in
+// el's subtree.
+func countSecurity(el *etree.Element) (secs, sigs int) {
+	if isNS(el, NamespacePasserelle, "Security") {
+		secs++
 	}
-	for _, c := range el.ChildElements() {
-		n += countNS(c, ns, local)
+	if isNS(el, dsig.Namespace, "Signature") {
+		sigs++
 	}
-	return n
+	for _, t := range el.Child {
+		if c, ok := t.(*etree.Element); ok {
+			s, g := countSecurity(c)
+			secs, sigs = secs+s, sigs+g
+		}
+	}
+	return secs, sigs
 }
 
 // onlyChildren returns el's child elements if each has namespace ns and the
@@ -394,14 +432,15 @@ func algorithm(el *etree.Element) string { return el.SelectAttrValue("Algorithm"
 func verify(env *Envelope) (*Verified, error) {
 	root := env.doc.Root()
 	secs := childNS(env.header, NamespacePasserelle, "Security")
-	if len(secs) == 0 && countNS(root, dsig.Namespace, "Signature") == 0 {
+	allSecs, allSigs := countSecurity(root)
+	if len(secs) == 0 && allSigs == 0 {
 		return nil, ErrMissingSignature
 	}
 	hk := env.header.ChildElements()
 	if len(secs) != 1 || hk[len(hk)-1] != secs[0] {
 		return nil, bad("want one Security element, last in Header")
 	}
-	if countNS(root, NamespacePasserelle, "Security") != 1 || countNS(root, dsig.Namespace, "Signature") != 1 {
+	if allSecs != 1 || allSigs != 1 {
 		return nil, bad("more than one Security or Signature element")
 	}
 	sec := secs[0]
@@ -465,7 +504,7 @@ func verify(env *Envelope) (*Verified, error) {
 		if err != nil {
 			return nil, bad("malformed X509Certificate")
 		}
-		c, err := x509.ParseCertificate(der)
+		c, err := parseCertificate(der)
 		if err != nil {
 			return nil, bad("malformed X509Certificate: %v", err)
 		}
@@ -473,23 +512,23 @@ func verify(env *Envelope) (*Verified, error) {
 	}
 
 	// SignedInfo, canonicalized in its context, checked with the leaf key.
-	canonSI, err := canonicalInContext(signedInfo)
-	if err != nil {
+	c := getC14N()
+	defer c.release()
+	if err := c.inContext(signedInfo); err != nil {
 		return nil, bad("%v", err)
 	}
-	if err := checkSignature(chain[0], sigAlg, canonSI, sigBytes); err != nil {
+	if err := checkSignature(chain[0], sigAlg, c.sum(), sigBytes); err != nil {
 		return nil, err
 	}
 
 	// The one reference: the whole envelope without the Signature.
-	var canon bytes.Buffer
-	canon.Grow(len(env.Raw))
-	c := newC14N(&canon)
+	c.reset()
+	c.out.Grow(len(env.Raw))
 	c.skip = sig
 	if err := c.element(root); err != nil {
 		return nil, bad("%v", err)
 	}
-	got := sha256.Sum256(canon.Bytes())
+	got := c.sum()
 	if subtle.ConstantTimeCompare(got[:], wantDigest) != 1 {
 		return nil, bad("digest mismatch")
 	}
@@ -506,8 +545,9 @@ func verify(env *Envelope) (*Verified, error) {
 	return v, nil
 }
 
-func checkSignature(cert *x509.Certificate, alg string, signed, sig []byte) error {
-	h := sha256.Sum256(signed)
+// checkSignature checks sig, made by cert's key with alg over the bytes
+// whose SHA-256 is h.
+func checkSignature(cert *x509.Certificate, alg string, h [sha256.Size]byte, sig []byte) error {
 	switch pub := cert.PublicKey.(type) {
 	case *ecdsa.PublicKey:
 		if alg != AlgECDSASHA256 {
