@@ -61,8 +61,9 @@ func EndToEnd(h http.Header) http.Header {
 			slices.Contains(listed, ck) || ck == HeaderSignature {
 			continue
 		}
-		if prev, ok := out[ck]; ok {
-			// A non-canonical key next to its canonical twin.
+		if prev, ok := out[ck]; ok || len(vv) == 0 {
+			// A non-canonical key next to its canonical twin, or no value
+			// (nil, as before).
 			out[ck] = append(prev, vv...)
 			continue
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/textproto"
 	"reflect"
 	"slices"
 	"strings"
@@ -404,4 +405,61 @@ func TestConcurrentSignVerify(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// endToEndReference is EndToEnd as it was before it shared one array.
+func endToEndReference(h http.Header) http.Header {
+	out := make(http.Header, len(h))
+	var listed []string
+	for _, v := range h["Connection"] {
+		for f := range strings.SplitSeq(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				listed = append(listed, textproto.CanonicalMIMEHeaderKey(f))
+			}
+		}
+	}
+	for k, vv := range h {
+		ck := textproto.CanonicalMIMEHeaderKey(k)
+		if slices.Contains(hopByHop, ck) || strings.HasPrefix(ck, "Proxy-") ||
+			slices.Contains(listed, ck) || ck == HeaderSignature {
+			continue
+		}
+		out[ck] = append(out[ck], vv...)
+	}
+	return out
+}
+
+func TestEndToEndMatchesReference(t *testing.T) {
+	h := http.Header{
+		"Content-Type":       {"application/json"},
+		"X-Road-Id":          {"1"},
+		"X-Empty":            {},
+		"X-Nil":              nil,
+		"Accept":             {"a", "b"},
+		"Connection":         {"keep-alive, X-Hop"},
+		"X-Hop":              {"x"},
+		"Proxy-Authenticate": {"y"},
+		HeaderSignature:      {"jws"},
+	}
+	got, want := EndToEnd(h), endToEndReference(h)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("EndToEnd = %#v, want %#v", got, want)
+	}
+	// A non-canonical twin is merged (in map order).
+	twins := EndToEnd(http.Header{"Content-Type": {"a"}, "content-type": {"b"}, "Accept": {"c"}})
+	if ct := slices.Sorted(slices.Values(twins["Content-Type"])); !slices.Equal(ct, []string{"a", "b"}) || len(twins) != 2 {
+		t.Errorf("EndToEnd(twins) = %q", twins)
+	}
+	// Appending to one key's values leaves the others alone.
+	got["Accept"] = append(got["Accept"], "c")
+	for k, vv := range want {
+		if k != "Accept" && !slices.Equal(got[k], vv) {
+			t.Errorf("after an append, %s = %q, want %q", k, got[k], vv)
+		}
+	}
+	for _, name := range []string{"Content-Type", "content-type", "X-ROAD-ID", "x-road-error", "If-None-Match", "Authorization", "K\u212Aey", "\u0130f-Match", "\xff"} {
+		if got, want := lowerName(name), strings.ToLower(name); got != want {
+			t.Errorf("lowerName(%q) = %q, want %q", name, got, want)
+		}
+	}
 }
