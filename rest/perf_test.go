@@ -463,3 +463,50 @@ func TestEndToEndMatchesReference(t *testing.T) {
 		}
 	}
 }
+
+// canonicalHeadersReference is CanonicalHeaders as it was before it looked
+// names up.
+func canonicalHeadersReference(h http.Header) []SignedHeader {
+	isSigned := func(name string) bool {
+		l := strings.ToLower(name)
+		if strings.HasPrefix(l, "x-road-") {
+			return l != "x-road-error"
+		}
+		_, ok := slices.BinarySearch(signedHeaders, l)
+		return ok
+	}
+	n := 0
+	for k := range h {
+		if isSigned(k) {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	out := make([]SignedHeader, 0, n)
+	for k, vv := range h {
+		if !isSigned(k) || len(vv) == 0 {
+			continue
+		}
+		out = append(out, SignedHeader{Name: strings.ToLower(k), Values: vv})
+	}
+	slices.SortFunc(out, func(a, b SignedHeader) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+func TestCanonicalHeadersMatchesReference(t *testing.T) {
+	for _, h := range []http.Header{
+		nil,
+		{},
+		{"Authorization": {"x"}, "Date": {"y"}},
+		{"X-Road-Id": {}},
+		{"X-Road-Error": {"e"}},
+		{"Content-Type": {"a"}, "X-Road-Client": {"c"}, "Etag": {"1", "2"}, "Cookie": {"z"}, "X-Road-Anything": {"q"}, "If-\u0130f": {"k"}, "\u0130f-Match": {"i"}},
+	} {
+		got, want := CanonicalHeaders(h), canonicalHeadersReference(h)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("CanonicalHeaders(%q) = %#v, want %#v", h, got, want)
+		}
+	}
+}
