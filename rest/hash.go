@@ -5,7 +5,6 @@ import (
 	"crypto/sha512"
 	"encoding/base64"
 	"hash"
-	"strings"
 )
 
 // BodyDigest describes a body by its length and digests: SHA-256 for
@@ -75,29 +74,25 @@ func (d *Digester) Sum() BodyDigest {
 // the request it received, the consumer's over the request it sent; both
 // take the fields from the same RequestDescriptor.
 func RequestHash(d *RequestDescriptor) string {
-	h := sha512.New()
-	var b strings.Builder
-	b.Grow(256)
-	b.WriteString(d.Method)
-	b.WriteByte(' ')
-	b.WriteString(ServicePath(d.Service))
-	b.WriteString(d.Path)
+	b := make([]byte, 0, 512)
+	b = append(b, d.Method...)
+	b = append(b, ' ')
+	b = appendServicePath(b, d.Service)
+	b = append(b, d.Path...)
 	if d.RawQuery != "" {
-		b.WriteByte('?')
-		b.WriteString(d.RawQuery)
+		b = append(b, '?')
+		b = append(b, d.RawQuery...)
 	}
-	b.WriteByte('\n')
+	b = append(b, '\n')
 	for _, sh := range d.Headers {
 		for _, v := range sh.Values {
-			b.WriteString(sh.Name)
-			b.WriteString(": ")
-			b.WriteString(v)
-			b.WriteByte('\n')
+			b = append(b, sh.Name...)
+			b = append(b, ": "...)
+			b = append(b, v...)
+			b = append(b, '\n')
 		}
 	}
-	h.Write([]byte(b.String()))
-	var hh [sha512.Size]byte
-	h.Sum(hh[:0])
+	hh := sha512.Sum512(b)
 	if d.Body.Length == 0 {
 		return base64.StdEncoding.EncodeToString(hh[:])
 	}

@@ -251,13 +251,15 @@ func (req *Request) ServicePath() string {
 // ServicePath returns "/r1/INSTANCE/CLASS/MEMBER/SUBSYSTEM/SERVICE" for s,
 // each part percent-encoded on its own.
 func ServicePath(s pki.ServiceID) string {
-	var b strings.Builder
-	b.Grow(64)
-	b.WriteString(ProtocolPrefix)
+	return string(appendServicePath(make([]byte, 0, 64), s))
+}
+
+func appendServicePath(b []byte, s pki.ServiceID) []byte {
+	b = append(b, ProtocolPrefix...)
 	for _, p := range s.Client.Parts() {
-		b.WriteString(url.PathEscape(p))
-		b.WriteByte('/')
+		b = append(b, url.PathEscape(p)...)
+		b = append(b, '/')
 	}
-	b.WriteString(url.PathEscape(s.Code))
-	return b.String()
+	b = append(b, url.PathEscape(s.Code)...)
+	return b
 }
