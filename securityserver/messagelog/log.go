@@ -977,7 +977,8 @@ func (l *Log) replay(ctx context.Context, maxID *uint64) (int, error) {
 		if seq == fromSeg {
 			from = fromOff
 		}
-		torn, err := readSegment(filepath.Join(l.walDir, segmentName(seq)), from, func(off int64, p []byte) error {
+		path := filepath.Join(l.walDir, segmentName(seq))
+		end, torn, err := readSegment(path, from, func(off int64, p []byte) error {
 			rec, err := decodeRecord(p)
 			if err != nil {
 				return fmt.Errorf("segment %s: %w", segmentName(seq), err)
@@ -1012,8 +1013,27 @@ func (l *Log) replay(ctx context.Context, maxID *uint64) (int, error) {
 		if torn {
 			l.log.Warn("message log: a segment ends in an unacknowledged partial write", "segment", segmentName(seq))
 		}
+		// Cut off what follows the data (a partial write, zeros filled
+		// ahead): the segment is never written again.
+		if fi, err := os.Stat(path); err == nil && fi.Size() > end {
+			if err := truncateSync(path, end); err != nil {
+				return n, fmt.Errorf("%w: %w", ErrStorage, err)
+			}
+		}
 	}
 	return n, l.removeDeadSegments(seqs)
+}
+
+func truncateSync(path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Truncate(size)
+	if err == nil {
+		err = f.Sync()
+	}
+	return errors.Join(err, f.Close())
 }
 
 // removeDeadSegments removes, at Open, the segments in which no record is

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -40,13 +41,32 @@ const (
 
 var crc32c = crc32.MakeTable(crc32.Castagnoli)
 
-// wal is the current segment. Only the committer goroutine writes to it.
+// Zero-filling ahead: an fdatasync after writing into a file's existing,
+// already-written blocks flushes data only, while one after growing the file
+// must also commit the file system's journal, and waits behind everything
+// else being committed (the database's transactions). A background filler
+// therefore keeps walFillAhead..2*walFillAhead bytes of zeros, written and
+// synced, ahead of the write position; the zeros past the data end the
+// segment for readers (a frame cannot have length 0) and are cut off when
+// the segment is retired.
+const walFillAhead = 4 << 20
+
+// wal is the current segment. Only the committer goroutine writes to it;
+// its filler zero-fills ahead.
 type wal struct {
 	dir  string
 	seq  uint64
 	f    *os.File
 	size int64
 	buf  []byte
+
+	mu               sync.Mutex
+	cond             *sync.Cond
+	filled           int64 // zeros written and synced up to here
+	filling          bool  // the filler is writing [fillFrom, fillTo)
+	fillFrom, fillTo int64
+	fillWG           sync.WaitGroup
+	noFill           bool // tests and small logs: plain appends
 }
 
 func segmentName(seq uint64) string { return fmt.Sprintf("%016x%s", seq, walSuffix) }
@@ -76,7 +96,7 @@ func segments(dir string) ([]uint64, error) {
 // openWAL creates segment seq (which must not exist) and makes its directory
 // entry durable.
 func openWAL(dir string, seq uint64) (*wal, error) {
-	f, err := os.OpenFile(filepath.Join(dir, segmentName(seq)), os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(filepath.Join(dir, segmentName(seq)), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +104,52 @@ func openWAL(dir string, seq uint64) (*wal, error) {
 		f.Close()
 		return nil, err
 	}
-	return &wal{dir: dir, seq: seq, f: f}, nil
+	w := &wal{dir: dir, seq: seq, f: f}
+	w.cond = sync.NewCond(&w.mu)
+	return w, nil
+}
+
+// reserve waits until [w.size, end) is not being zero-filled, and starts
+// the filler when fewer than walFillAhead zeros are left ahead of end.
+func (w *wal) reserve(end int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for w.filling && end > w.fillFrom {
+		w.cond.Wait()
+	}
+	// Fill in proportion to what the segment holds (a small log does not
+	// get megabytes of zeros), up to 2*walFillAhead at a time.
+	chunk := min(2*walFillAhead, max(256<<10, end))
+	if w.noFill || w.filling || w.filled-end >= chunk/2 || end >= walSegmentSize {
+		return
+	}
+	w.filling = true
+	w.fillFrom = max(w.filled, end)
+	w.fillTo = min(w.fillFrom+chunk, walSegmentSize+walFillAhead)
+	w.fillWG.Add(1)
+	go w.fill(w.fillFrom, w.fillTo)
+}
+
+// fill writes and syncs zeros over [from, to).
+func (w *wal) fill(from, to int64) {
+	defer w.fillWG.Done()
+	zeros := make([]byte, 1<<20)
+	var err error
+	for off := from; off < to && err == nil; off += int64(len(zeros)) {
+		_, err = w.f.WriteAt(zeros[:min(int64(len(zeros)), to-off)], off)
+	}
+	if err == nil {
+		err = fdatasync(w.f)
+	}
+	w.mu.Lock()
+	if err == nil {
+		w.filled = to
+	} else {
+		w.noFill = true // plain appends from now on
+	}
+	w.filling = false
+	w.cond.Broadcast()
+	w.mu.Unlock()
 }
 
 func (w *wal) path() string { return filepath.Join(w.dir, segmentName(w.seq)) }
@@ -101,7 +166,8 @@ func (w *wal) write(payloads [][]byte, offsets []int64) error {
 		w.buf = binary.BigEndian.AppendUint32(w.buf, crc32.Checksum(p, crc32c))
 		w.buf = append(w.buf, p...)
 	}
-	_, err := w.f.Write(w.buf)
+	w.reserve(w.size + int64(len(w.buf)))
+	_, err := w.f.WriteAt(w.buf, w.size)
 	if err == nil {
 		err = fdatasync(w.f)
 	}
@@ -122,45 +188,58 @@ func (w *wal) write(payloads [][]byte, offsets []int64) error {
 	return nil
 }
 
-func (w *wal) close() error { return w.f.Close() }
+// close waits for the filler, cuts the zeros past the data off and closes
+// the segment.
+func (w *wal) close() error {
+	w.fillWG.Wait()
+	err := w.f.Truncate(w.size)
+	if err == nil {
+		err = fdatasync(w.f)
+	}
+	return errors.Join(err, w.f.Close())
+}
 
 // errWALBroken says a failed write could not be cut back: the segment must
 // not be written again.
 var errWALBroken = errors.New("write-ahead log segment in doubt")
 
 // readSegment calls fn with each intact frame's offset and payload in
-// order, from offset from on. It returns torn = true when the segment ends
-// in a cut-short or corrupt frame (the rest is ignored).
-func readSegment(path string, from int64, fn func(off int64, payload []byte) error) (torn bool, err error) {
+// order, from offset from on. It returns where the data ends, and torn =
+// true when the segment ends in a cut-short or corrupt frame (the rest is
+// ignored).
+func readSegment(path string, from int64, fn func(off int64, payload []byte) error) (end int64, torn bool, err error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return false, err
+		return 0, false, err
 	}
 	if from > int64(len(data)) {
-		return false, fmt.Errorf("%w: segment %s is shorter (%d bytes) than its applied part (%d)", ErrCorrupt, filepath.Base(path), len(data), from)
+		return 0, false, fmt.Errorf("%w: segment %s is shorter (%d bytes) than its applied part (%d)", ErrCorrupt, filepath.Base(path), len(data), from)
 	}
 	off := from
 	data = data[from:]
 	for len(data) > 0 {
 		if len(data) < walFrameHeader {
-			return true, nil
+			return off, true, nil
 		}
 		n := binary.BigEndian.Uint32(data)
 		sum := binary.BigEndian.Uint32(data[4:])
+		if n == 0 && sum == 0 {
+			return off, false, nil // the zeros filled ahead of the data
+		}
 		if n == 0 || uint64(n) > uint64(len(data)-walFrameHeader) {
-			return true, nil
+			return off, true, nil
 		}
 		p := data[walFrameHeader : walFrameHeader+int(n)]
 		if crc32.Checksum(p, crc32c) != sum {
-			return true, nil
+			return off, true, nil
 		}
 		if err := fn(off, p); err != nil {
-			return false, err
+			return off, false, err
 		}
 		data = data[walFrameHeader+int(n):]
 		off += walFrameHeader + int64(n)
 	}
-	return false, nil
+	return off, false, nil
 }
 
 // readFrame reads the frame at off in f, of payload length n, and checks it.

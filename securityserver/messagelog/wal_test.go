@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"testing"
 )
@@ -159,21 +160,24 @@ func TestWALReplayCorruptRecord(t *testing.T) {
 // next appends go to a new segment.
 func TestWALWriteFailure(t *testing.T) {
 	dir := t.TempDir()
-	l := openLog(t, Config{Dir: dir})
-	ok1 := mustAppend(t, l, request(1, 50, 10))
-	fail := true
+	// The hook is set before the log opens and restored after it closes
+	// (cleanups run last-registered first): the filler calls it too.
+	var fail atomic.Bool
 	orig := fdatasync
 	fdatasync = func(f *os.File) error {
-		if fail {
+		if fail.Load() {
 			return syscall.EIO
 		}
 		return orig(f)
 	}
 	t.Cleanup(func() { fdatasync = orig })
+	l := openLog(t, Config{Dir: dir})
+	ok1 := mustAppend(t, l, request(1, 50, 10))
+	fail.Store(true)
 	if _, err := l.Append(t.Context(), request(2, 50, 10)); !errors.Is(err, ErrStorage) {
 		t.Fatalf("Append with a failing disk = %v, want ErrStorage", err)
 	}
-	fail = false
+	fail.Store(false)
 	ok3 := mustAppend(t, l, request(3, 50, 10))
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
@@ -273,5 +277,61 @@ func TestSegmentCorruption(t *testing.T) {
 	l.dropSegment(0)
 	if _, err := l.Get(t.Context(), id); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("Get of an altered record = %v, want ErrCorrupt", err)
+	}
+}
+
+// TestSegmentZeroFill: the committer's segment is zero-filled ahead of its
+// data; after a crash (the segment never closed) the zeros end the data,
+// the records are applied, and the zeros are cut off.
+func TestSegmentZeroFill(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, Config{Dir: dir})
+	var ids []uint64
+	for i := range 20 {
+		ids = append(ids, mustAppend(t, l, request(i, 2000, 2000)))
+	}
+	l.sync(t.Context())
+	seg := filepath.Join(dir, walDirName, segmentName(0))
+	l.wal.fillWG.Wait()
+	fi, err := os.Stat(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() <= l.wal.size {
+		t.Fatalf("segment size %d, data %d: nothing filled ahead", fi.Size(), l.wal.size)
+	}
+	dataEnd := l.wal.size
+	// A crash: copy the directory as the disk would hold it, without the
+	// records having been applied (remove the applied position).
+	crash := t.TempDir()
+	if err := os.CopyFS(crash, os.DirFS(dir)); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(filepath.Join(crash, dbFileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Update(func(tx *bolt.Tx) error {
+		tx.DeleteBucket(bRecords)
+		tx.CreateBucket(bRecords)
+		return tx.Bucket(bMeta).Delete(kApplied)
+	})
+	db.Close()
+	l2 := openLog(t, Config{Dir: crash})
+	for i, id := range ids {
+		r, err := l2.Get(t.Context(), id)
+		if err != nil || r.MessageID != request(i, 0, 0).MessageID {
+			t.Fatalf("Get(%d) after a crash with a zero-filled segment = %v, %v", id, r, err)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(crash, walDirName, segmentName(0))); err != nil || fi.Size() != dataEnd {
+		t.Errorf("segment after replay: %v, %v bytes, want %d (zeros cut off)", err, fi.Size(), dataEnd)
+	}
+	// A clean close cuts the zeros off too.
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(seg); err != nil || fi.Size() != dataEnd {
+		t.Errorf("segment after Close: %v, %d bytes, want %d", err, fi.Size(), dataEnd)
 	}
 }
