@@ -128,3 +128,29 @@ func BenchmarkVerify(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkParseEnvelope: a signed envelope through the hardened intake, on
+// the plain path and through encoding/xml.
+func BenchmarkParseEnvelope(b *testing.B) {
+	ca := pkitest.NewCA(b, "bench CA")
+	signed, err := Sign(benchEnvelope(), signerFor(b, ca, memberA, pki.ECDSAP256), SignOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("plain", func(b *testing.B) {
+		b.SetBytes(int64(len(signed)))
+		for b.Loop() {
+			if _, err := ParseEnvelope("text/xml", signed, Limits{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encoding-xml", func(b *testing.B) {
+		b.SetBytes(int64(len(signed)))
+		for b.Loop() {
+			if _, _, err := parseDecoder(signed, Limits{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

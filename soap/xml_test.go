@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -267,6 +268,108 @@ func FuzzParseXML(f *testing.F) {
 		f.Add(data)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		checkParseXML(t, data, Limits{MaxSize: 1 << 20})
+	})
+}
+
+// checkPlain: where plainTokenizer answers, it answers encoding/xml's tokens
+// at encoding/xml's offsets, and parsePlain builds parseDecoder's tree and
+// layout.
+func checkPlain(t *testing.T, data []byte, lim Limits) {
+	t.Helper()
+	z := plainTokenizer{data: data}
+	d := xml.NewDecoder(bytes.NewReader(data))
+	d.Strict = true
+	d.Entity = nil
+	for {
+		tok, st := z.next()
+		if st == tokOther {
+			break
+		}
+		want, err := d.RawToken()
+		if st == tokEOF {
+			if err != io.EOF {
+				t.Fatalf("plainTokenizer(%q) at EOF, encoding/xml %v, %v", data, want, err)
+			}
+			break
+		}
+		if err != nil || !reflect.DeepEqual(tok, xml.CopyToken(want)) || int64(z.pos) != d.InputOffset() {
+			t.Fatalf("plainTokenizer(%q) = %#v at %d, encoding/xml %#v, %v at %d", data, tok, z.pos, want, err, d.InputOffset())
+		}
+	}
+	in, ok := parsePlain(data, lim)
+	if !ok {
+		return
+	}
+	doc, lay, err := parseDecoder(data, lim)
+	if err != nil {
+		t.Fatalf("parsePlain(%q) accepted, parseDecoder: %v", data, err)
+	}
+	if err := sameTree(&in.doc.Element, &doc.Element, ""); err != nil {
+		t.Fatalf("parsePlain(%q): %v", data, err)
+	}
+	if in.lay != lay {
+		t.Fatalf("parsePlain(%q) layout %+v, parseDecoder %+v", data, in.lay, lay)
+	}
+}
+
+func plainCorpus(t testing.TB) [][]byte {
+	return append(parseXMLCorpus(t),
+		[]byte(`<?xml version="1.0" encoding="utf-8" ?>`+"\n"+`<a b = 'x"y' c="é€𝄞"><b.c-d_e:f-g/><x:y z:w="1"></x:y  ></a>`),
+		[]byte(`<?xml version="1.1"?><a/>`),
+		[]byte(`<?xml-stylesheet x?><a/>`),
+		[]byte(`<?xml?><a/>`),
+		[]byte(`<?xml version="1.0"?><?xml version="1.0"?><a/>`),
+		[]byte("<a>\x01</a>"),
+		[]byte("<a>\xff</a>"),
+		[]byte("<a>\uFFFE</a>"),
+		[]byte("<a b=\"\x01\"/>"),
+		[]byte(`<a>x]]>y</a>`),
+		[]byte(`<a b="]]>"/>`),
+		[]byte(`<a b="<"/>`),
+		[]byte(`<a b="1"c="2"/>`),
+		[]byte(`<a b/>`),
+		[]byte(`<a b=1/>`),
+		[]byte(`<a / >`),
+		[]byte(`<a:b:c/>`),
+		[]byte(`<a:/>`),
+		[]byte(`<:a/>`),
+		[]byte(`<a:1b/>`),
+		[]byte(`<1a/>`),
+		[]byte(`<a></a >`),
+		[]byte(`<a></a b>`),
+		[]byte(`<a>`),
+		[]byte(`<`),
+		[]byte(`<a b="1`),
+		[]byte(`</a>`),
+		[]byte(`<a/><b/>`),
+		[]byte(` <a/> x`),
+		[]byte("<a>\t\n</a>\n"),
+	)
+}
+
+func TestPlainTokenizer(t *testing.T) {
+	for i, data := range plainCorpus(t) {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			checkPlain(t, data, Limits{})
+			checkPlain(t, data, Limits{MaxElements: 5, MaxDepth: 4})
+			checkParseXML(t, data, Limits{})
+		})
+	}
+	// The envelopes of an exchange take the plain path.
+	for i, data := range parseXMLCorpus(t)[:3] {
+		if _, ok := parsePlain(data, Limits{}); !ok {
+			t.Errorf("parsePlain(corpus %d) fell back to encoding/xml", i)
+		}
+	}
+}
+
+func FuzzPlainTokenizer(f *testing.F) {
+	for _, data := range plainCorpus(f) {
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		checkPlain(t, data, Limits{MaxSize: 1 << 20})
 		checkParseXML(t, data, Limits{MaxSize: 1 << 20})
 	})
 }
