@@ -50,7 +50,8 @@ type Config struct {
 	// InlineThreshold: a body or signed message longer than this many bytes
 	// is stored in a file beside the database. Default 64 KiB.
 	InlineThreshold int
-	// MaxBatch bounds the operations committed in one transaction. Default 1024.
+	// MaxBatch bounds the appends written to a segment in one group, and
+	// (times 8) the operations indexed in one transaction. Default 1024.
 	MaxBatch int
 	// MaxDBSize bounds the database file, in bytes (0: unbounded). Past it,
 	// Append fails with ErrFull, as on a full disk.
@@ -174,7 +175,9 @@ type Log struct {
 	aops    []*op
 	aflush  int  // barriers in aops
 	aclosed bool // no more ops will come
-	asig    chan struct{}
+
+	asince, aattachSince time.Time // when the first op, the first attachment, was queued
+	asig                 chan struct{}
 
 	walDir  string
 	wal     *wal   // the current segment; owned by the committer (nil: open one at the next write)
@@ -195,6 +198,7 @@ type Log struct {
 	state   counters // mirror of the persisted counters
 
 	appended, appendFailures, commits, committedOps, deleted, commitNanos atomic.Uint64
+	indexCommits, indexedOps, indexNanos                                  atomic.Uint64
 }
 
 type opKind uint8
@@ -210,7 +214,8 @@ type op struct {
 	kind   opKind
 	id     uint64
 	rec    *Record // opAppend
-	enc    []byte  // encoded record or attachment
+	enc    []byte  // encoded record (nil once written) or attachment
+	encLen int     // opAppend: len of the encoded record
 	hash   Hash
 	fbytes uint64     // bytes in blob files (opAppend)
 	ts     *Timestamp // opTimestamp
@@ -467,7 +472,7 @@ func (l *Log) prepare(rec *Record, r io.Reader) (o *op, cleanup func(), err erro
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: encode: %w", ErrInvalid, err)
 	}
-	return &op{kind: opAppend, id: rec.ID, rec: rec, enc: enc, hash: rec.Hash, fbytes: fbytes}, removeFiles, nil
+	return &op{kind: opAppend, id: rec.ID, rec: rec, enc: enc, encLen: len(enc), hash: rec.Hash, fbytes: fbytes}, removeFiles, nil
 }
 
 // storeBody applies the body mode: metadata-only keeps length and digest;
@@ -609,7 +614,15 @@ func (l *Log) submit(ctx context.Context, o *op) (committed bool, err error) {
 // costs about the same for one record as for hundreds (every touched page
 // of five indexes is rewritten, and two fdatasyncs), and nothing waits for
 // it but readers, who ask for it at once (sync).
-const applyLinger = 100 * time.Millisecond
+const applyLinger = 500 * time.Millisecond
+
+// attachLinger is how long an attachment waits for others: its caller (the
+// batcher, the registry outbox) waits for it before going on.
+const attachLinger = 50 * time.Millisecond
+
+// applyBatchFactor: the applier commits at most (and without waiting out
+// applyLinger, at least) this many times MaxBatch ops in one transaction.
+const applyBatchFactor = 8
 
 // applyRetry is how often a stuck applier tries again.
 const applyRetry = time.Second
@@ -646,7 +659,7 @@ func (l *Log) run(applied <-chan struct{}) {
 
 // maxApplyBacklog bounds the ops waiting for the applier before the
 // committer waits for it (back-pressure instead of unbounded memory).
-const maxApplyBacklog = 16 * DefaultMaxBatch
+const maxApplyBacklog = 4 * applyBatchFactor * DefaultMaxBatch
 
 // enqueueApply hands ops to the applier. wait makes the caller (the
 // committer) wait while the backlog is full.
@@ -655,10 +668,18 @@ func (l *Log) enqueueApply(ops []*op, wait bool) {
 	for wait && len(l.aops) >= maxApplyBacklog {
 		l.aroom.Wait()
 	}
+	if len(l.aops) == 0 {
+		l.asince = time.Now()
+	}
 	l.aops = append(l.aops, ops...)
 	for _, o := range ops {
-		if o.kind == opFlush {
+		switch o.kind {
+		case opFlush:
 			l.aflush++
+		case opTimestamp, opReceipt:
+			if l.aattachSince.IsZero() {
+				l.aattachSince = time.Now()
+			}
 		}
 	}
 	l.amu.Unlock()
@@ -716,6 +737,9 @@ func (l *Log) writeAhead(batch []*op) {
 				if o.kind == opAppend && o.err == nil {
 					o.seg, o.off = l.wal.seq, offsets[i]
 					i++
+					// The applier needs the record's keys only: do not
+					// hold its bytes until it runs.
+					o.enc, o.rec = nil, &Record{MessageID: o.rec.MessageID, Time: o.rec.Time}
 				}
 			}
 		}
@@ -755,12 +779,15 @@ func (l *Log) writeWAL(payloads [][]byte, offsets []int64) error {
 		}
 		l.wal, l.nextSeg = w, l.nextSeg+1
 	}
-	before := l.wal.size
+	before, start := l.wal.size, time.Now()
 	if err := l.wal.write(payloads, offsets); err != nil {
 		l.retireSegment()
 		return err
 	}
 	l.segBytes.Add(l.wal.size - before)
+	l.commitNanos.Add(uint64(time.Since(start)))
+	l.commits.Add(1)
+	l.committedOps.Add(uint64(len(payloads)))
 	return nil
 }
 
@@ -778,38 +805,46 @@ func (l *Log) retireSegment() {
 // (applyFailure) and is retried every applyRetry.
 func (l *Log) applier(done chan<- struct{}) {
 	defer close(done)
-	var pending []*op // taken from the queue, not yet applied
-	timer := time.NewTimer(applyLinger)
+	var pending []*op // taken from the queue, not yet applied (the applier is stuck)
+	var retryAt time.Time
+	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	armed, expired := false, false
 	for {
 		l.amu.Lock()
 		queued, flushes, closed := len(l.aops), l.aflush, l.aclosed
+		since, attachSince := l.asince, l.aattachSince
 		l.amu.Unlock()
 		n := len(pending) + queued
-		if !(closed || flushes > 0 || n >= l.cfg.MaxBatch || (n > 0 && expired)) {
-			if n > 0 && !armed {
-				timer.Reset(l.lingerFor())
-				armed = true
+		now := time.Now()
+		var deadline time.Time
+		switch {
+		case len(pending) > 0:
+			deadline = retryAt
+		case queued > 0:
+			deadline = since.Add(applyLinger)
+			if !attachSince.IsZero() && attachSince.Add(attachLinger).Before(deadline) {
+				deadline = attachSince.Add(attachLinger)
+			}
+		}
+		if !(closed || flushes > 0 || n >= applyBatchFactor*l.cfg.MaxBatch || (n > 0 && !now.Before(deadline))) {
+			if n > 0 {
+				timer.Reset(deadline.Sub(now))
 			}
 			select {
 			case <-l.asig:
 			case <-timer.C:
-				armed, expired = false, true
 			}
+			timer.Stop()
 			continue
 		}
-		if armed {
-			timer.Stop()
-			armed = false
-		}
-		expired = false
 		l.amu.Lock()
 		pending = append(pending, l.aops...)
 		l.aops, l.aflush = nil, 0
+		l.asince, l.aattachSince = time.Time{}, time.Time{}
 		l.aroom.Broadcast()
 		l.amu.Unlock()
 		pending = l.applyPending(pending)
+		retryAt = time.Now().Add(applyRetry)
 		if closed {
 			l.amu.Lock()
 			more := len(l.aops) > 0
@@ -827,19 +862,11 @@ func (l *Log) applier(done chan<- struct{}) {
 	}
 }
 
-// lingerFor is applyLinger, or applyRetry while the applier is stuck.
-func (l *Log) lingerFor() time.Duration {
-	if l.applyFailure() != nil {
-		return applyRetry
-	}
-	return applyLinger
-}
-
 // applyPending commits pending (in MaxBatch chunks) and returns what could
 // not be applied: an append that fails alone stops the applier there.
 func (l *Log) applyPending(pending []*op) []*op {
 	for len(pending) > 0 {
-		chunk := pending[:min(len(pending), l.cfg.MaxBatch)]
+		chunk := pending[:min(len(pending), applyBatchFactor*l.cfg.MaxBatch)]
 		if err := l.update(chunk); err == nil {
 			l.applied(chunk, nil)
 			pending = pending[len(chunk):]
@@ -998,7 +1025,7 @@ func (l *Log) replay(ctx context.Context, maxID *uint64) (int, error) {
 				}
 				fbytes += uint64(b.n)
 			}
-			ops = append(ops, &op{kind: opAppend, id: rec.ID, rec: rec, enc: p, hash: rec.Hash, fbytes: fbytes, seg: seq, off: off, replay: true})
+			ops = append(ops, &op{kind: opAppend, id: rec.ID, rec: &Record{MessageID: rec.MessageID, Time: rec.Time}, encLen: len(p), hash: rec.Hash, fbytes: fbytes, seg: seq, off: off, replay: true})
 			if len(ops) >= l.cfg.MaxBatch {
 				return flush()
 			}
@@ -1147,7 +1174,7 @@ func (l *Log) update(ops []*op) error {
 		// Ops come in segment order: the last append is the furthest.
 		for _, o := range slices.Backward(ops) {
 			if o.kind == opAppend {
-				end := o.off + walFrameHeader + int64(len(o.enc))
+				end := o.off + walFrameHeader + int64(o.encLen)
 				if seg, off := getApplied(meta); o.seg > seg || (o.seg == seg && end > off) {
 					if err := meta.Put(kApplied, binary.BigEndian.AppendUint64(u64(o.seg), uint64(end))); err != nil {
 						return err
@@ -1163,9 +1190,9 @@ func (l *Log) update(ops []*op) error {
 		return storageErr(err)
 	}
 	l.setState(c)
-	l.commitNanos.Add(uint64(time.Since(start)))
-	l.commits.Add(1)
-	l.committedOps.Add(uint64(len(ops)))
+	l.indexNanos.Add(uint64(time.Since(start)))
+	l.indexCommits.Add(1)
+	l.indexedOps.Add(uint64(len(ops)))
 	return nil
 }
 
@@ -1176,7 +1203,7 @@ func (l *Log) apply(tx *bolt.Tx, o *op, c *counters) error {
 		if o.replay && tx.Bucket(bRecords).Get(key) != nil {
 			return nil // applied before the crash
 		}
-		if err := tx.Bucket(bRecords).Put(key, recordRef(o.seg, o.off, len(o.enc))); err != nil {
+		if err := tx.Bucket(bRecords).Put(key, recordRef(o.seg, o.off, o.encLen)); err != nil {
 			return err
 		}
 		segs := tx.Bucket(bSegments)
@@ -1224,7 +1251,7 @@ func (l *Log) apply(tx *bolt.Tx, o *op, c *counters) error {
 			}
 		}
 		c.Records++
-		c.DBBytes += uint64(len(o.enc))
+		c.DBBytes += uint64(o.encLen)
 		c.FileBytes += o.fbytes
 		return nil
 	case opTimestamp, opReceipt:

@@ -257,9 +257,12 @@ type Stats struct {
 	// Since Open:
 	Appended       uint64        // records appended
 	AppendFailures uint64        // Appends that failed (invalid, storage, cancelled)
-	Commits        uint64        // write transactions of the group committer
-	CommittedOps   uint64        // appends and attachments in those; CommittedOps/Commits is the mean batch
-	CommitTime     time.Duration // total time in those transactions, fsync included
+	Commits        uint64        // group writes of the committer to the segments (one fdatasync each)
+	CommittedOps   uint64        // appends in those; CommittedOps/Commits is the mean group
+	CommitTime     time.Duration // total time in those writes, fdatasync included
+	IndexCommits   uint64        // database transactions of the applier
+	IndexedOps     uint64        // appends and attachments in those
+	IndexTime      time.Duration // total time in those transactions
 	Deleted        uint64        // records removed by Cleanup
 }
 
@@ -280,6 +283,9 @@ func (l *Log) Stats() Stats {
 		Commits:          l.commits.Load(),
 		CommittedOps:     l.committedOps.Load(),
 		CommitTime:       time.Duration(l.commitNanos.Load()),
+		IndexCommits:     l.indexCommits.Load(),
+		IndexedOps:       l.indexedOps.Load(),
+		IndexTime:        time.Duration(l.indexNanos.Load()),
 		Deleted:          l.deleted.Load(),
 	}
 	if fi, err := os.Stat(l.db.Path()); err == nil {
