@@ -1,7 +1,6 @@
 package soap
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"errors"
@@ -130,7 +129,8 @@ func digestPart(i int, p *multipart.Part, spool Spool, buf []byte) (AttachmentDi
 
 func readLimited(r io.Reader, max int64) ([]byte, error) {
 	var b bytes.Buffer
-	n, err := b.ReadFrom(io.LimitReader(bufio.NewReader(r), max+1))
+	b.Grow(int(min(max+1, 8<<10))) // most envelopes in one allocation
+	n, err := b.ReadFrom(io.LimitReader(r, max+1))
 	if err != nil {
 		return nil, errorf(CodeInvalidMessage, err, "cannot read message")
 	}

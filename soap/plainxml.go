@@ -142,11 +142,30 @@ func (z *plainTokenizer) next() (xml.Token, tokStatus) {
 	}
 }
 
-// declaration reads an XML declaration at the start of the document with
-// encoding/xml (version and encoding checks included).
+// commonDeclarations are XML declarations encoding/xml accepts as they are
+// (version 1.0, encoding UTF-8): their ProcInst is Target "xml" and the
+// bytes between "<?xml " and "?>".
+var commonDeclarations = [][]byte{
+	[]byte(`<?xml version="1.0" encoding="UTF-8"?>`),
+	[]byte(`<?xml version="1.0" encoding="utf-8"?>`),
+	[]byte(`<?xml version="1.0"?>`),
+	[]byte(`<?xml version='1.0' encoding='UTF-8'?>`),
+	[]byte(`<?xml version='1.0' encoding='utf-8'?>`),
+	[]byte(`<?xml version='1.0'?>`),
+}
+
+// declaration reads an XML declaration at the start of the document: a
+// common one directly, any other with encoding/xml (version and encoding
+// checks included).
 func (z *plainTokenizer) declaration() (xml.Token, tokStatus) {
 	if z.pos != 0 || !bytes.HasPrefix(z.data, []byte("<?xml")) {
 		return nil, tokOther
+	}
+	for _, decl := range commonDeclarations {
+		if bytes.HasPrefix(z.data, decl) {
+			z.pos = len(decl)
+			return xml.ProcInst{Target: "xml", Inst: decl[len("<?xml ") : len(decl)-len("?>")]}, tokOK
+		}
 	}
 	end := bytes.Index(z.data, []byte("?>"))
 	if end < 0 {
