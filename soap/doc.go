@@ -18,12 +18,18 @@
 //   - RequestHash, InsertRequestHash (provider side), Envelope.CheckRequestHash
 //     (consumer side): X-Road's requestHash, SHA-512 of the request's SOAP part.
 //   - Sign, Verify, Verified.Check*, Verified.Stripped / Strip: the signature
-//     between security servers.
+//     between security servers. Envelope.Sign signs an envelope already
+//     parsed (no second parse), with SignOptions.RequestHashOf inserting the
+//     provider's requestHash in the same step.
 //
 // # Hardened XML
 //
-// Every envelope is first tokenized with encoding/xml (the tokenizer etree
-// uses): no DTD (any <!DOCTYPE or other directive), no entity beyond the five
+// Every envelope is parsed once, in one pass that applies the checks, builds
+// the etree tree and records where the Header and our Security element sit
+// in the bytes. The tokens are encoding/xml's (the tokenizer etree uses); a
+// plain envelope (ASCII names, no references, CDATA, comments or CR) is
+// tokenized by a faster scanner that yields the same tokens, and anything
+// else goes through encoding/xml itself. The checks: no DTD (any <!DOCTYPE or other directive), no entity beyond the five
 // predefined ones, no processing instruction but the XML declaration, no
 // comment inside the root element, no duplicate attribute on an element, no
 // two ID attributes (local name Id, ID or id, any prefix) with one value,
@@ -79,7 +85,8 @@
 // transforms, digest, extra references, references by Id); a DER ECDSA value;
 // a digest or signature mismatch. Comments inside the envelope are refused on
 // both sides, since C14N without comments would let them be injected into
-// signed text. It then returns the envelope parsed from those same bytes, the
+// signed text. Exclusive C14N is written from the tree by this package, byte
+// for byte what goxmldsig's canonicalizer produces (compared in tests). It then returns the envelope parsed from those same bytes, the
 // signer's member (pki.MemberFromCert of the KeyInfo leaf), the chain and
 // OCSP response for the caller to validate (pki/verify), the signing time,
 // attachment digests and request digest. The caller checks the member
