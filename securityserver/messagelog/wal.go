@@ -130,10 +130,13 @@ func (w *wal) reserve(end int64) {
 	go w.fill(w.fillFrom, w.fillTo)
 }
 
+// zeroBlock is what the filler writes (never written to).
+var zeroBlock [1 << 20]byte
+
 // fill writes and syncs zeros over [from, to).
 func (w *wal) fill(from, to int64) {
 	defer w.fillWG.Done()
-	zeros := make([]byte, 1<<20)
+	zeros := zeroBlock[:]
 	var err error
 	for off := from; off < to && err == nil; off += int64(len(zeros)) {
 		_, err = w.f.WriteAt(zeros[:min(int64(len(zeros)), to-off)], off)
