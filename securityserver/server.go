@@ -305,52 +305,38 @@ func (s *Server) currentVerifier(doc *directory.Document) (*verify.Verifier, err
 	return v, nil
 }
 
-// deliverStamps stores each batch's timestamps in the message log. The
-// attachments are issued concurrently so that the log's group committer
-// writes a whole batch in a few transactions, not one per message.
+// deliverStamps stores a batch's timestamps in the message log, in one
+// transaction with one wait (a goroutine per message woken at once would
+// crowd out the requests being served).
 func (s *Server) deliverStamps(ctx context.Context, stamps []timestamp.Stamp) error {
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(attachConcurrency)
+	as := make([]messagelog.Attachment, 0, len(stamps))
 	for _, st := range stamps {
 		path := make([][]byte, len(st.Path.Proof))
 		for i, h := range st.Path.Proof {
 			path[i] = append([]byte(nil), h[:]...)
 		}
-		ts := messagelog.Timestamp{Token: st.Token, Path: path, BatchSize: uint64(st.Path.Size), Index: uint64(st.Path.Index), Time: st.Time}
-		h := messagelog.Hash(st.Hash)
-		g.Go(func() error {
-			if err := s.mlog.AttachTimestamp(gctx, h, ts); err != nil && !errors.Is(err, messagelog.ErrNotFound) {
-				return err
-			}
-			return nil
-		})
+		as = append(as, messagelog.Attachment{Hash: messagelog.Hash(st.Hash), Timestamp: &messagelog.Timestamp{
+			Token: st.Token, Path: path, BatchSize: uint64(st.Path.Size), Index: uint64(st.Path.Index), Time: st.Time,
+		}})
 	}
-	return g.Wait()
+	_, err := s.mlog.AttachMany(ctx, as)
+	return err
 }
 
-// attachConcurrency bounds the attachments in flight at once.
-const attachConcurrency = 512
-
-// deliverReceipts stores registry receipts in the message log; an item's Ref
-// is its message hash in hex.
+// deliverReceipts stores registry receipts in the message log (one
+// transaction, one wait); an item's Ref is its message hash in hex.
 func (s *Server) deliverReceipts(ctx context.Context, receipts []client.Receipt) error {
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(attachConcurrency)
+	as := make([]messagelog.Attachment, 0, len(receipts))
 	for _, rc := range receipts {
 		h, err := messagelog.ParseHash(rc.Ref)
 		if err != nil {
 			s.log.Warn("registry receipt with an unknown reference", "ref", rc.Ref)
 			continue
 		}
-		r := messagelog.Receipt{Proof: rc.Proof, Index: uint64(rc.Index)}
-		g.Go(func() error {
-			if err := s.mlog.AttachReceipt(gctx, h, r); err != nil && !errors.Is(err, messagelog.ErrNotFound) {
-				return err
-			}
-			return nil
-		})
+		as = append(as, messagelog.Attachment{Hash: h, Receipt: &messagelog.Receipt{Proof: rc.Proof, Index: uint64(rc.Index)}})
 	}
-	return g.Wait()
+	_, err := s.mlog.AttachMany(ctx, as)
+	return err
 }
 
 // Run serves until ctx ends, then drains in-flight requests and flushes the

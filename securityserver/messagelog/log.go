@@ -207,7 +207,8 @@ const (
 	opAppend opKind = iota
 	opTimestamp
 	opReceipt
-	opFlush // a reader's barrier: apply everything queued before it now
+	opFlush      // a reader's barrier: apply everything queued before it now
+	opAttachMany // many opTimestamp and opReceipt, one wait
 )
 
 type op struct {
@@ -219,6 +220,8 @@ type op struct {
 	hash   Hash
 	fbytes uint64     // bytes in blob files (opAppend)
 	ts     *Timestamp // opTimestamp
+	items  []*op      // opAttachMany
+	missed int        // opAttachMany: items whose hash no record has
 	seg    uint64     // opAppend: the segment holding the record
 	off    int64      // opAppend: its frame's offset there
 	replay bool       // opAppend from a segment at Open: skip if already applied
@@ -552,6 +555,55 @@ func (l *Log) AttachTimestamp(ctx context.Context, h Hash, ts Timestamp) error {
 	return err
 }
 
+// Attachment is one message hash's timestamp or registry receipt (one of
+// the two), for AttachMany.
+type Attachment struct {
+	Hash      Hash
+	Timestamp *Timestamp
+	Receipt   *Receipt
+}
+
+// AttachMany attaches timestamps and receipts as AttachTimestamp and
+// AttachReceipt do, in one transaction with one wait (a batch of a TSA or
+// of the registry wakes one goroutine, not one per message). Hashes that no
+// record has are skipped and counted in missed.
+func (l *Log) AttachMany(ctx context.Context, as []Attachment) (missed int, err error) {
+	o := &op{kind: opAttachMany, items: make([]*op, 0, len(as))}
+	for _, a := range as {
+		var it *op
+		switch {
+		case (a.Timestamp == nil) == (a.Receipt == nil):
+			return 0, fmt.Errorf("%w: an attachment is a timestamp or a receipt", ErrInvalid)
+		case a.Timestamp != nil:
+			if len(a.Timestamp.Token) == 0 {
+				return 0, fmt.Errorf("%w: timestamp without token", ErrInvalid)
+			}
+			enc, err := encodeTimestamp(a.Timestamp)
+			if err != nil {
+				return 0, fmt.Errorf("%w: %w", ErrInvalid, err)
+			}
+			it = &op{kind: opTimestamp, hash: a.Hash, enc: enc, ts: a.Timestamp}
+		default:
+			if len(a.Receipt.Proof) == 0 {
+				return 0, fmt.Errorf("%w: receipt without proof", ErrInvalid)
+			}
+			enc, err := encodeReceipt(a.Receipt)
+			if err != nil {
+				return 0, fmt.Errorf("%w: %w", ErrInvalid, err)
+			}
+			it = &op{kind: opReceipt, hash: a.Hash, enc: enc}
+		}
+		o.items = append(o.items, it)
+	}
+	if len(o.items) == 0 {
+		return 0, nil
+	}
+	if _, err := l.submit(ctx, o); err != nil {
+		return 0, err
+	}
+	return o.missed, nil
+}
+
 // AttachReceipt records the registry receipt of a message hash on every
 // record with that hash; idempotent like AttachTimestamp.
 func (l *Log) AttachReceipt(ctx context.Context, h Hash, rc Receipt) error {
@@ -676,7 +728,7 @@ func (l *Log) enqueueApply(ops []*op, wait bool) {
 		switch o.kind {
 		case opFlush:
 			l.aflush++
-		case opTimestamp, opReceipt:
+		case opTimestamp, opReceipt, opAttachMany:
 			if l.aattachSince.IsZero() {
 				l.aattachSince = time.Now()
 			}
@@ -1253,6 +1305,18 @@ func (l *Log) apply(tx *bolt.Tx, o *op, c *counters) error {
 		c.Records++
 		c.DBBytes += uint64(o.encLen)
 		c.FileBytes += o.fbytes
+		return nil
+	case opAttachMany:
+		o.missed = 0
+		for _, it := range o.items {
+			it.err = nil
+			if err := l.apply(tx, it, c); err != nil {
+				return err
+			}
+			if it.err != nil {
+				o.missed++
+			}
+		}
 		return nil
 	case opTimestamp, opReceipt:
 		bucket, flag, pendingCount := bStamps, byte(needTimestamp), &c.PendingTS

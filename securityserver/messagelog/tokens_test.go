@@ -92,3 +92,50 @@ func TestStampRefCorrupt(t *testing.T) {
 		t.Errorf("a stamp whose token is missing = %v, want ErrCorrupt", err)
 	}
 }
+
+func TestAttachMany(t *testing.T) {
+	l := openLog(t, Config{})
+	var hs []Hash
+	for i := range 3 {
+		r := request(i, 50, 10)
+		mustAppend(t, l, r)
+		hs = append(hs, HashOf(r.Signed))
+	}
+	token := []byte("one token for the batch")
+	var as []Attachment
+	for i, h := range hs {
+		as = append(as, Attachment{Hash: h, Timestamp: &Timestamp{Token: token, BatchSize: 3, Index: uint64(i)}})
+	}
+	as = append(as, Attachment{Hash: HashOf([]byte("unknown")), Receipt: &Receipt{Proof: []byte("p")}})
+	as = append(as, Attachment{Hash: hs[0], Receipt: &Receipt{Proof: []byte("proof-0"), Index: 7}})
+	missed, err := l.AttachMany(t.Context(), as)
+	if err != nil || missed != 1 {
+		t.Fatalf("AttachMany = %d missed, %v; want 1, nil", missed, err)
+	}
+	for i, h := range hs {
+		recs, err := l.ByHash(t.Context(), h)
+		if err != nil || len(recs) != 1 {
+			t.Fatalf("ByHash(%d) = %v, %v", i, recs, err)
+		}
+		r := recs[0]
+		if r.Timestamp == nil || !bytes.Equal(r.Timestamp.Token, token) || r.Timestamp.Index != uint64(i) {
+			t.Errorf("record %d timestamp = %+v", i, r.Timestamp)
+		}
+		if (i == 0) != (r.Receipt != nil) || (i == 0 && (string(r.Receipt.Proof) != "proof-0" || r.Receipt.Index != 7)) {
+			t.Errorf("record %d receipt = %+v", i, r.Receipt)
+		}
+	}
+	if st := l.Stats(); st.PendingTimestamp != 0 || st.PendingReceipt != 2 {
+		t.Errorf("Stats() = %+v, want no pending timestamp, 2 pending receipts", st)
+	}
+	for _, bad := range [][]Attachment{
+		{{Hash: hs[1]}},
+		{{Hash: hs[1], Timestamp: &Timestamp{Token: token}, Receipt: &Receipt{Proof: []byte("p")}}},
+		{{Hash: hs[1], Timestamp: &Timestamp{}}},
+		{{Hash: hs[1], Receipt: &Receipt{}}},
+	} {
+		if _, err := l.AttachMany(t.Context(), bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("AttachMany(%+v) = %v, want ErrInvalid", bad[0], err)
+		}
+	}
+}
