@@ -31,8 +31,8 @@
 // digits>.wal": sequences of frames (uint32 length ‖ uint32 CRC-32C ‖ the
 // encoded record). The committer appends a whole group of records to the
 // current segment with one write and one fdatasync, and an append is
-// acknowledged then. A segment past 64 MiB is closed and the next group
-// starts another.
+// acknowledged then. A segment past 64 MiB or an hour old is closed and the
+// next group starts another.
 //
 // Dir/messagelog.db, a bbolt database, indexes them. An applier indexes the
 // acknowledged records in large transactions, letting them gather for up to

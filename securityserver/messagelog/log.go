@@ -815,7 +815,7 @@ func (l *Log) writeAhead(batch []*op) {
 	for _, o := range refused {
 		o.done <- o.err
 	}
-	if l.wal != nil && l.wal.size >= walSegmentSize {
+	if l.wal != nil && (l.wal.size >= walSegmentSize || time.Since(l.wal.opened) > walSegmentAge) {
 		l.retireSegment()
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Segments are where records live and where an Append becomes durable: the
@@ -39,6 +40,12 @@ const (
 	walFrameHeader = 8
 )
 
+// walSegmentAge is the age past which the committer starts a new segment
+// even if this one is small: retention removes a segment only once every
+// record in it is deleted, so a quiet server's old records must not share a
+// file with today's for long. (A variable for tests, set before Open.)
+var walSegmentAge = time.Hour
+
 var crc32c = crc32.MakeTable(crc32.Castagnoli)
 
 // Zero-filling ahead: an fdatasync after writing into a file's existing,
@@ -54,11 +61,12 @@ const walFillAhead = 4 << 20
 // wal is the current segment. Only the committer goroutine writes to it;
 // its filler zero-fills ahead.
 type wal struct {
-	dir  string
-	seq  uint64
-	f    *os.File
-	size int64
-	buf  []byte
+	dir    string
+	seq    uint64
+	f      *os.File
+	size   int64
+	buf    []byte
+	opened time.Time
 
 	mu               sync.Mutex
 	cond             *sync.Cond
@@ -104,7 +112,7 @@ func openWAL(dir string, seq uint64) (*wal, error) {
 		f.Close()
 		return nil, err
 	}
-	w := &wal{dir: dir, seq: seq, f: f}
+	w := &wal{dir: dir, seq: seq, f: f, opened: time.Now()}
 	w.cond = sync.NewCond(&w.mu)
 	return w, nil
 }

@@ -335,3 +335,21 @@ func TestSegmentZeroFill(t *testing.T) {
 		t.Errorf("segment after Close: %v, %d bytes, want %d", err, fi.Size(), dataEnd)
 	}
 }
+
+// TestSegmentRotatesWithAge: a segment older than walSegmentAge is closed
+// after its next group, so that retention can remove old records' bytes on
+// a quiet server too.
+func TestSegmentRotatesWithAge(t *testing.T) {
+	dir := t.TempDir()
+	orig := walSegmentAge
+	walSegmentAge = 20 * time.Millisecond
+	t.Cleanup(func() { walSegmentAge = orig }) // after the log closes
+	l := openLog(t, Config{Dir: dir})
+	mustAppend(t, l, request(1, 50, 10))
+	time.Sleep(50 * time.Millisecond)
+	mustAppend(t, l, request(2, 50, 10))
+	mustAppend(t, l, request(3, 50, 10))
+	if seqs, _ := segments(filepath.Join(dir, walDirName)); len(seqs) != 2 {
+		t.Errorf("segments after an old segment's next group = %v, want 2", seqs)
+	}
+}
