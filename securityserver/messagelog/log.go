@@ -1025,6 +1025,13 @@ func (l *Log) replay(ctx context.Context, maxID *uint64) (int, error) {
 	var fromOff int64
 	if err := l.db.View(func(tx *bolt.Tx) error {
 		fromSeg, fromOff = getApplied(tx.Bucket(bMeta))
+		if tx.Bucket(bMeta).Get(kApplied) != nil {
+			// New records must come after the applied position even when
+			// its segment is gone (removed below, or at an earlier Open,
+			// once all its records were deleted): replay starts there, and
+			// Cleanup removes the segments before it.
+			l.nextSeg = max(l.nextSeg, fromSeg+1)
+		}
 		return nil
 	}); err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrStorage, err)

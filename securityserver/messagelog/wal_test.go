@@ -353,3 +353,59 @@ func TestSegmentRotatesWithAge(t *testing.T) {
 		t.Errorf("segments after an old segment's next group = %v, want 2", seqs)
 	}
 }
+
+// TestSegmentNumbersAfterAppliedSegmentRemoved: once Open has removed every
+// segment (all their records deleted), the next segment must still come
+// after the applied position. Otherwise the new records sit before it: a
+// crash loses them (replay starts at the applied position) and Cleanup
+// takes their segment, the one being written, for an applied one.
+func TestSegmentNumbersAfterAppliedSegmentRemoved(t *testing.T) {
+	dir := t.TempDir()
+	day := func(d int) time.Time { return time.Date(2020, 1, d, 0, 0, 0, 0, time.UTC) }
+	appendAt := func(l *Log, n int, at time.Time) uint64 {
+		r := request(n, 50, 10)
+		r.Time = at
+		return mustAppend(t, l, r)
+	}
+	// Segment 0, then segment 1; Cleanup deletes everything (segment 1,
+	// where the applied position is, stays until the next Open).
+	l := openLog(t, Config{Dir: dir})
+	completeRecord(t, l, appendAt(l, 0, day(1)))
+	l.Close()
+	l = openLog(t, Config{Dir: dir})
+	completeRecord(t, l, appendAt(l, 1, day(2)))
+	if _, err := l.Cleanup(t.Context(), day(30)); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	l = openLog(t, Config{Dir: dir}) // removes segment 1
+	l.Close()
+	walDir := filepath.Join(dir, walDirName)
+	if seqs, _ := segments(walDir); len(seqs) != 0 {
+		t.Fatalf("segments after every record was deleted = %v, want none", seqs)
+	}
+
+	l = openLog(t, Config{Dir: dir})
+	done := appendAt(l, 2, day(3))
+	completeRecord(t, l, done)
+	// Acknowledged, not yet applied (the applier lingers); Cleanup deletes
+	// the only applied record of the current segment meanwhile.
+	kept := appendAt(l, 3, time.Now())
+	if _, err := l.Cleanup(t.Context(), day(30)); err != nil {
+		t.Fatal(err)
+	}
+	r, err := l.Get(t.Context(), kept)
+	if err != nil || r.MessageID != "msg-3" {
+		t.Fatalf("Get(acknowledged record) after a Cleanup = %v, %v", r, err)
+	}
+	// Every applied record is before the applied position (what replay
+	// relies on after a crash).
+	l.db.View(func(tx *bolt.Tx) error {
+		seg, off := getApplied(tx.Bucket(bMeta))
+		rs, ro, n, _ := parseRef(tx.Bucket(bRecords).Get(u64(kept)))
+		if end := ro + walFrameHeader + int64(n); rs > seg || (rs == seg && end > off) {
+			t.Errorf("record %d ends at segment %d offset %d, after the applied position (%d, %d)", kept, rs, end, seg, off)
+		}
+		return nil
+	})
+}
