@@ -141,16 +141,22 @@ func (w *wal) reserve(end int64) {
 // zeroBlock is what the filler writes (never written to).
 var zeroBlock [1 << 20]byte
 
-// fill writes and syncs zeros over [from, to).
+// fill writes and syncs zeros over [from, to), through a file of its own:
+// Linux reports a writeback error once per open file, so an fdatasync of
+// the filler through the committer's file could take the error meant for
+// the committer's data, whose own fdatasync would then succeed.
 func (w *wal) fill(from, to int64) {
 	defer w.fillWG.Done()
 	zeros := zeroBlock[:]
-	var err error
-	for off := from; off < to && err == nil; off += int64(len(zeros)) {
-		_, err = w.f.WriteAt(zeros[:min(int64(len(zeros)), to-off)], off)
-	}
+	f, err := os.OpenFile(w.path(), os.O_WRONLY, 0)
 	if err == nil {
-		err = fdatasync(w.f)
+		for off := from; off < to && err == nil; off += int64(len(zeros)) {
+			_, err = f.WriteAt(zeros[:min(int64(len(zeros)), to-off)], off)
+		}
+		if err == nil {
+			err = fdatasync(f)
+		}
+		err = errors.Join(err, f.Close())
 	}
 	w.mu.Lock()
 	if err == nil {

@@ -11,6 +11,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -408,4 +411,70 @@ func TestSegmentNumbersAfterAppliedSegmentRemoved(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestFillerSyncErrorReachesCommitter: Linux reports a writeback error once
+// per open file (errseq). If the filler synced through the committer's own
+// file, its fdatasync could take the error for the committer's data, and
+// the committer's fdatasync would then succeed: an acknowledged group that
+// never reached the disk. The hook models that: an injected error is
+// reported once to each *os.File, and the committer's call waits for the
+// filler's.
+func TestFillerSyncErrorReachesCommitter(t *testing.T) {
+	dir := t.TempDir()
+	var (
+		mu       sync.Mutex
+		gen      int
+		seen     = map[*os.File]int{}
+		fillerIn = make(chan struct{})
+		once     sync.Once
+	)
+	orig := fdatasync
+	fdatasync = func(f *os.File) error {
+		filler := calledFrom("(*wal).fill")
+		if filler {
+			defer once.Do(func() { close(fillerIn) })
+		} else if calledFrom("(*wal).write") {
+			mu.Lock()
+			g := gen
+			mu.Unlock()
+			if g > 0 {
+				select {
+				case <-fillerIn:
+				case <-time.After(5 * time.Second):
+				}
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if seen[f] < gen {
+			seen[f] = gen
+			return syscall.EIO
+		}
+		return orig(f)
+	}
+	t.Cleanup(func() { fdatasync = orig })
+	l := openLog(t, Config{Dir: dir})
+	mu.Lock()
+	gen = 1 // the disk fails the next writeback
+	mu.Unlock()
+	if id, err := l.Append(t.Context(), request(1, 50, 10)); !errors.Is(err, ErrStorage) {
+		t.Fatalf("Append whose data failed to reach the disk = %d, %v; want ErrStorage", id, err)
+	}
+}
+
+// calledFrom reports whether a function whose name contains fn is on the
+// caller's stack.
+func calledFrom(fn string) bool {
+	pc := make([]uintptr, 32)
+	frames := runtime.CallersFrames(pc[:runtime.Callers(2, pc)])
+	for {
+		f, more := frames.Next()
+		if strings.Contains(f.Function, fn) {
+			return true
+		}
+		if !more {
+			return false
+		}
+	}
 }
