@@ -878,7 +878,10 @@ func (l *Log) applier(done chan<- struct{}) {
 				deadline = attachSince.Add(attachLinger)
 			}
 		}
-		if !(closed || flushes > 0 || n >= applyBatchFactor*l.cfg.MaxBatch || (n > 0 && !now.Before(deadline))) {
+		// A stuck applier (pending) waits for retryAt whatever the backlog:
+		// only a reader or Close makes it try again sooner.
+		full := len(pending) == 0 && n >= applyBatchFactor*l.cfg.MaxBatch
+		if !(closed || flushes > 0 || full || (n > 0 && !now.Before(deadline))) {
 			if n > 0 {
 				timer.Reset(deadline.Sub(now))
 			}

@@ -11,8 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/passerelle/passerelle/pki"
 )
@@ -853,5 +856,53 @@ func TestAppendStreamReadError(t *testing.T) {
 	}
 	if n := len(blobFiles(t, l)); n != 0 {
 		t.Errorf("blob files after failed appends = %d, want 0", n)
+	}
+}
+
+// countingHandler counts the log records with a given message.
+type countingHandler struct {
+	msg string
+	n   *atomic.Int64
+}
+
+func (h countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h countingHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.n.Add(1)
+	}
+	return nil
+}
+func (h countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h countingHandler) WithGroup(string) slog.Handler      { return h }
+
+// TestStuckApplierWaitsToRetry: an applier that cannot index acknowledged
+// records retries every applyRetry, however many are waiting (it used to
+// retry at once, in a loop, once applyBatchFactor*MaxBatch were waiting).
+func TestStuckApplierWaitsToRetry(t *testing.T) {
+	var failures atomic.Int64
+	l := openLog(t, Config{MaxBatch: 1, Logger: slog.New(countingHandler{"message log: commit failed", &failures})})
+	first := request(1, 50, 10)
+	completeRecord(t, l, mustAppend(t, l, first))
+	// The stored token goes missing: a twin of the record, which copies
+	// its timestamp, can no longer be indexed.
+	if err := l.db.Update(func(tx *bolt.Tx) error {
+		k, _ := tx.Bucket(bTokens).Cursor().First()
+		return tx.Bucket(bTokens).Delete(k)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for range applyBatchFactor {
+		if _, err := l.Append(t.Context(), first); err != nil {
+			t.Fatal(err) // acknowledged: the applier has not tried yet
+		}
+	}
+	time.Sleep(applyLinger + 300*time.Millisecond)
+	// One attempt (a transaction, then the first record alone), perhaps a
+	// second one after applyRetry.
+	if n := failures.Load(); n == 0 || n > 4 {
+		t.Errorf("failed commits of a stuck applier within %v = %d, want 1 to 4", applyLinger+300*time.Millisecond, n)
+	}
+	if _, err := l.Append(t.Context(), request(2, 50, 10)); !errors.Is(err, ErrStorage) {
+		t.Errorf("Append with a stuck applier = %v, want ErrStorage", err)
 	}
 }
