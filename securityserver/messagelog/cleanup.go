@@ -42,6 +42,7 @@ func (l *Log) Cleanup(ctx context.Context, olderThan time.Time) (CleanupStats, e
 		var done bool
 		var deleted, kept int
 		var c counters
+		var txid int
 		l.mu.RLock()
 		if l.closed {
 			l.mu.RUnlock()
@@ -49,6 +50,7 @@ func (l *Log) Cleanup(ctx context.Context, olderThan time.Time) (CleanupStats, e
 		}
 		err := l.db.Update(func(tx *bolt.Tx) error {
 			files, done, deleted, kept = nil, false, 0, 0
+			txid = tx.ID()
 			meta := tx.Bucket(bMeta)
 			c = readCounters(meta)
 			pending := tx.Bucket(bPending)
@@ -94,7 +96,7 @@ func (l *Log) Cleanup(ctx context.Context, olderThan time.Time) (CleanupStats, e
 		if err != nil {
 			return st, storageErr(err)
 		}
-		l.setState(c)
+		l.setState(c, txid)
 		l.deleted.Add(uint64(deleted))
 		st.Deleted += deleted
 		st.Kept += kept

@@ -196,6 +196,7 @@ type Log struct {
 
 	stateMu sync.Mutex
 	state   counters // mirror of the persisted counters
+	stateTx int      // the transaction that wrote them
 
 	appended, appendFailures, commits, committedOps, deleted, commitNanos atomic.Uint64
 	indexCommits, indexedOps, indexNanos                                  atomic.Uint64
@@ -1215,8 +1216,10 @@ func (l *Log) update(ops []*op) error {
 		return nil
 	}
 	var c counters
+	var txid int
 	start := time.Now()
 	err := l.db.Update(func(tx *bolt.Tx) error {
+		txid = tx.ID()
 		meta := tx.Bucket(bMeta)
 		c = readCounters(meta)
 		maxID := getU64(meta, kMaxID)
@@ -1251,7 +1254,7 @@ func (l *Log) update(ops []*op) error {
 		l.log.Error("message log: commit failed", "ops", len(ops), "err", err)
 		return storageErr(err)
 	}
-	l.setState(c)
+	l.setState(c, txid)
 	l.indexNanos.Add(uint64(time.Since(start)))
 	l.indexCommits.Add(1)
 	l.indexedOps.Add(uint64(len(ops)))
@@ -1380,9 +1383,14 @@ func (l *Log) apply(tx *bolt.Tx, o *op, c *counters) error {
 	return fmt.Errorf("messagelog: unknown op %d", o.kind)
 }
 
-func (l *Log) setState(c counters) {
+// setState publishes the counters written by transaction txid, unless a
+// later transaction's are already published (Cleanup and the applier
+// commit concurrently and publish after their commits, in either order).
+func (l *Log) setState(c counters, txid int) {
 	l.stateMu.Lock()
-	l.state = c
+	if txid > l.stateTx {
+		l.state, l.stateTx = c, txid
+	}
 	l.stateMu.Unlock()
 }
 

@@ -906,3 +906,32 @@ func TestStuckApplierWaitsToRetry(t *testing.T) {
 		t.Errorf("Append with a stuck applier = %v, want ErrStorage", err)
 	}
 }
+
+// TestStatsPublishedInCommitOrder: Cleanup and the applier commit
+// concurrently and each publishes its counters after its commit, so the
+// counters of an earlier transaction may arrive after those of a later one;
+// they must not replace them (Stats would report them until the next
+// commit). The two publications are made here in that order.
+func TestStatsPublishedInCommitOrder(t *testing.T) {
+	l := openLog(t, Config{})
+	mustAppend(t, l, request(1, 50, 10))
+	l.sync(t.Context())
+	var before, after counters
+	var beforeTx, afterTx int
+	for _, p := range []struct {
+		c  *counters
+		id *int
+	}{{&before, &beforeTx}, {&after, &afterTx}} {
+		mustAppend(t, l, request(2+beforeTx, 50, 10))
+		l.sync(t.Context())
+		l.db.View(func(tx *bolt.Tx) error {
+			*p.c, *p.id = readCounters(tx.Bucket(bMeta)), tx.ID()
+			return nil
+		})
+	}
+	l.setState(after, afterTx)
+	l.setState(before, beforeTx) // the earlier commit's publication, late
+	if st := l.Stats(); st.Records != after.Records {
+		t.Errorf("Stats().Records after a late publication of earlier counters = %d, want %d", st.Records, after.Records)
+	}
+}
