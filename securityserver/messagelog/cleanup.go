@@ -19,6 +19,9 @@ import (
 // Cleanup never holds the writer long against the appends on the hot path.
 const cleanupChunk = 256
 
+// testHookSegmentRemove runs just before Cleanup removes segment seq.
+var testHookSegmentRemove = func(seq uint64) {}
+
 // CleanupStats counts what a Cleanup did.
 type CleanupStats struct {
 	Deleted int // records removed
@@ -101,13 +104,11 @@ func (l *Log) Cleanup(ctx context.Context, olderThan time.Time) (CleanupStats, e
 		st.Deleted += deleted
 		st.Kept += kept
 		for _, f := range files {
+			remove := os.Remove
 			if seq, ok := segmentOf(l.walDir, f); ok {
-				l.dropSegment(seq)
-				if fi, err := os.Stat(f); err == nil {
-					l.segBytes.Add(-fi.Size())
-				}
+				remove = func(f string) error { return l.removeSegment(seq, f) }
 			}
-			if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				l.log.Error("message log: cleanup: removing blob file", "err", err)
 				continue
 			}
@@ -117,6 +118,29 @@ func (l *Log) Cleanup(ctx context.Context, olderThan time.Time) (CleanupStats, e
 			return st, nil
 		}
 	}
+}
+
+// removeSegment removes segment seq's file (at path) once its last record
+// is deleted. Its read handle is closed and the file removed under segMu, so
+// that a reader with an older snapshot cannot reopen it in between and keep
+// it open (its space in use, uncounted, until Close): it finds it gone.
+func (l *Log) removeSegment(seq uint64, path string) error {
+	l.segMu.Lock()
+	defer l.segMu.Unlock()
+	if f, ok := l.segFiles[seq]; ok {
+		f.Close()
+		delete(l.segFiles, seq)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	testHookSegmentRemove(seq)
+	if err := os.Remove(path); err != nil {
+		return err
+	}
+	l.segBytes.Add(-fi.Size())
+	return nil
 }
 
 // deleteRecord removes r, its index entries and, when no other record has

@@ -1183,7 +1183,7 @@ func (l *Log) segment(seq uint64) (*os.File, error) {
 	return f, nil
 }
 
-// dropSegment closes segment seq's read handle, before it is removed.
+// dropSegment closes segment seq's read handle (the next read reopens it).
 func (l *Log) dropSegment(seq uint64) {
 	l.segMu.Lock()
 	defer l.segMu.Unlock()

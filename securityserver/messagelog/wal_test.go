@@ -9,6 +9,7 @@ import (
 	"fmt"
 	bolt "go.etcd.io/bbolt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -476,5 +477,45 @@ func calledFrom(fn string) bool {
 		if !more {
 			return false
 		}
+	}
+}
+
+// TestSegmentRemovalNotReopened: a reader whose snapshot predates a
+// Cleanup may still look up a record of a segment being removed; it must
+// not reopen and keep the segment's file between Cleanup dropping the read
+// handle and removing it (the removed file's space would stay in use, and
+// uncounted, until Close).
+func TestSegmentRemovalNotReopened(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, Config{Dir: dir})
+	r := request(1, 50, 10)
+	r.Time = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	completeRecord(t, l, mustAppend(t, l, r))
+	l.Close()
+	l = openLog(t, Config{Dir: dir})
+	mustAppend(t, l, request(2, 50, 10)) // segment 1: segment 0 is before the applied position
+	l.sync(t.Context())
+
+	reopened := make(chan error, 1)
+	t.Cleanup(func() { testHookSegmentRemove = func(uint64) {} })
+	testHookSegmentRemove = func(seq uint64) {
+		go func() { // a reader with an older snapshot
+			_, err := l.segment(seq)
+			reopened <- err
+		}()
+		time.Sleep(50 * time.Millisecond)
+	}
+	st, err := l.Cleanup(t.Context(), time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC))
+	if err != nil || st.Deleted != 1 {
+		t.Fatalf("Cleanup = %+v, %v", st, err)
+	}
+	if err := <-reopened; !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("opening a segment being removed = %v, want fs.ErrNotExist", err)
+	}
+	l.segMu.Lock()
+	_, kept := l.segFiles[0]
+	l.segMu.Unlock()
+	if kept {
+		t.Error("a removed segment's file is still held open")
 	}
 }
