@@ -1073,6 +1073,8 @@ func (l *Log) replay(ctx context.Context, maxID *uint64) (int, error) {
 			if err != nil {
 				return fmt.Errorf("segment %s: %w", segmentName(seq), err)
 			}
+			// Even a skipped record's id stays used: its frame stays too.
+			*maxID = max(*maxID, rec.ID)
 			var fbytes uint64
 			for _, b := range []struct {
 				st   Storage

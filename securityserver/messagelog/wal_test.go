@@ -519,3 +519,19 @@ func TestSegmentRemovalNotReopened(t *testing.T) {
 		t.Error("a removed segment's file is still held open")
 	}
 }
+
+// TestWALReplaySkippedIDNotReused: the id of a record replay skips (its
+// append failed after its frame reached the segment) is not handed out
+// again: its frame stays in the segment, and at a later replay it would be
+// taken for the new record with that id, whose blob file it would find.
+func TestWALReplaySkippedIDNotReused(t *testing.T) {
+	dir := t.TempDir()
+	ids, _ := walFrames(t, dir, 1, request(1, 50, 10), request(2, 50, 500))
+	if err := os.Remove(filepath.Join(dir, blobDirName, fmt.Sprintf("%016x.body", ids[1]))); err != nil {
+		t.Fatal(err)
+	}
+	l := openLog(t, Config{Dir: dir, InlineThreshold: 100})
+	if id := mustAppend(t, l, request(3, 50, 500)); id <= ids[1] {
+		t.Errorf("id after replay skipped record %d = %d, want > %d", ids[1], id, ids[1])
+	}
+}
