@@ -16,7 +16,9 @@
 //     half-written record: the server refuses the message.
 //   - [Log.AttachTimestamp] and [Log.AttachReceipt] join the evidence for a
 //     message [Hash] (SHA-256 of the signed message as exchanged);
-//     idempotent, batched with the appends.
+//     idempotent (the first one attached is kept), applied in the
+//     applier's transactions. [Log.AttachMany] does it for a TSA's or the
+//     registry's whole batch with one wait.
 //   - Lookups: [Log.Get] by record id, [Log.ByHash], [Log.ByMessageID]
 //     (optionally narrowed by client), [Log.List] to browse, [Log.OpenBody].
 //   - [Log.Pending] lists records not yet timestamped or registered, to

@@ -44,8 +44,9 @@ const (
 
 // Config configures a [Log]. Dir is required; zero values take defaults.
 type Config struct {
-	// Dir holds the database (messagelog.db) and the blob files (blobs/).
-	// It is created (0700) when missing.
+	// Dir holds the database (messagelog.db), the segments holding the
+	// records (wal/) and the blob files (blobs/). It is created (0700) when
+	// missing.
 	Dir string
 	// InlineThreshold: a body or signed message longer than this many bytes
 	// is stored in a file beside the database. Default 64 KiB.
@@ -53,8 +54,9 @@ type Config struct {
 	// MaxBatch bounds the appends written to a segment in one group, and
 	// (times 8) the operations indexed in one transaction. Default 1024.
 	MaxBatch int
-	// MaxDBSize bounds the database file, in bytes (0: unbounded). Past it,
-	// Append fails with ErrFull, as on a full disk.
+	// MaxDBSize bounds the database file and the segments together, in
+	// bytes (0: unbounded; blob files are not counted). Past it, Append
+	// fails with ErrFull, as on a full disk.
 	MaxDBSize int64
 	// Logger receives maintenance messages (never message contents).
 	// Default slog.Default().
