@@ -1172,19 +1172,27 @@ func getApplied(meta *bolt.Bucket) (seg uint64, off int64) {
 	return 0, 0
 }
 
-// segment returns segment seq opened for reading.
-func (l *Log) segment(seq uint64) (*os.File, error) {
+// maxOpenSegments bounds the read handles kept open: older segments are
+// read rarely (evidence, audits) and opened for each read.
+const maxOpenSegments = 32
+
+// segment returns segment seq opened for reading, and what to call once
+// the read is done.
+func (l *Log) segment(seq uint64) (*os.File, func(), error) {
 	l.segMu.Lock()
 	defer l.segMu.Unlock()
 	if f, ok := l.segFiles[seq]; ok {
-		return f, nil
+		return f, func() {}, nil
 	}
 	f, err := os.Open(filepath.Join(l.walDir, segmentName(seq)))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if len(l.segFiles) >= maxOpenSegments {
+		return f, func() { f.Close() }, nil
 	}
 	l.segFiles[seq] = f
-	return f, nil
+	return f, func() {}, nil
 }
 
 // dropSegment closes segment seq's read handle (the next read reopens it).
@@ -1204,14 +1212,20 @@ func (l *Log) recordBytes(v []byte) ([]byte, error) {
 	if !ok {
 		return v, nil
 	}
-	f, err := l.segment(seq)
+	f, done, err := l.segment(seq)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%w: segment %s is gone (records deleted meanwhile)", ErrNotFound, segmentName(seq))
 		}
 		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
 	}
-	return readFrame(f, off, n)
+	defer done()
+	b, err := readFrame(f, off, n)
+	if errors.Is(err, os.ErrClosed) {
+		// Cleanup removed the segment (with its last record) meanwhile.
+		return nil, fmt.Errorf("%w: segment %s is gone (records deleted meanwhile)", ErrNotFound, segmentName(seq))
+	}
+	return b, err
 }
 
 // update commits ops in one transaction.

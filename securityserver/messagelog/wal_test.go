@@ -500,7 +500,10 @@ func TestSegmentRemovalNotReopened(t *testing.T) {
 	t.Cleanup(func() { testHookSegmentRemove = func(uint64) {} })
 	testHookSegmentRemove = func(seq uint64) {
 		go func() { // a reader with an older snapshot
-			_, err := l.segment(seq)
+			_, done, err := l.segment(seq)
+			if err == nil {
+				done()
+			}
 			reopened <- err
 		}()
 		time.Sleep(50 * time.Millisecond)
@@ -533,5 +536,33 @@ func TestWALReplaySkippedIDNotReused(t *testing.T) {
 	l := openLog(t, Config{Dir: dir, InlineThreshold: 100})
 	if id := mustAppend(t, l, request(3, 50, 500)); id <= ids[1] {
 		t.Errorf("id after replay skipped record %d = %d, want > %d", ids[1], id, ids[1])
+	}
+}
+
+// TestSegmentHandlesBounded: reading records from many segments keeps at
+// most maxOpenSegments handles open; the others are opened per read.
+func TestSegmentHandlesBounded(t *testing.T) {
+	orig := walSegmentAge
+	walSegmentAge = 0 // every group closes its segment
+	t.Cleanup(func() { walSegmentAge = orig })
+	l := openLog(t, Config{})
+	var ids []uint64
+	for i := range maxOpenSegments + 8 {
+		ids = append(ids, mustAppend(t, l, request(i, 50, 10)))
+	}
+	for i, id := range ids {
+		r, err := l.Get(t.Context(), id)
+		if err != nil || r.MessageID != request(i, 0, 0).MessageID {
+			t.Fatalf("Get(%d) = %v, %v", id, r, err)
+		}
+	}
+	l.segMu.Lock()
+	n := len(l.segFiles)
+	l.segMu.Unlock()
+	if n > maxOpenSegments {
+		t.Errorf("%d segment handles open, want at most %d", n, maxOpenSegments)
+	}
+	if seqs, _ := segments(l.walDir); len(seqs) < maxOpenSegments+8 {
+		t.Fatalf("only %d segments: the test needs one per record", len(seqs))
 	}
 }
