@@ -140,6 +140,9 @@ func (l *Log) removeSegment(seq uint64, path string) error {
 		return err
 	}
 	l.segBytes.Add(-fi.Size())
+	if err := os.Remove(endMarkerPath(l.walDir, seq)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
 	return nil
 }
 

@@ -44,7 +44,10 @@
 // be applied, so it sees every acknowledged append. The database records how
 // far the segments are applied; at Open, the records after that point (left
 // by a crash) are applied first. A frame cut short or failing its CRC ends
-// its segment: a write never acknowledged. Should the database refuse
+// its segment: a write never acknowledged. A failed group write is cut off
+// its segment; if even that fails, a marker file "<segment>.end" records
+// where the acknowledged bytes end and replay reads no further (if the
+// marker cannot be written either, every append is refused until restart). Should the database refuse
 // acknowledged records (full), they stay in their segment, new appends are
 // refused with the same error, and the applier retries every second.
 // Attachments are not written to segments: they are applied in the

@@ -181,9 +181,10 @@ type Log struct {
 	asince, aattachSince time.Time // when the first op, the first attachment, was queued
 	asig                 chan struct{}
 
-	walDir  string
-	wal     *wal   // the current segment; owned by the committer (nil: open one at the next write)
-	nextSeg uint64 // the next segment's number; owned by the committer
+	walDir    string
+	wal       *wal   // the current segment; owned by the committer (nil: open one at the next write)
+	walBroken error  // set by the committer when a failed write could be neither cut off nor marked
+	nextSeg   uint64 // the next segment's number; owned by the committer
 
 	segMu    sync.Mutex
 	segFiles map[uint64]*os.File // segments opened for reading
@@ -759,6 +760,9 @@ func (l *Log) writeAhead(batch []*op) {
 		room = l.cfg.MaxDBSize - l.dbUsed.Load() - l.segBytes.Load() - l.unapplied.Load() - 64<<10
 	}
 	failure := l.applyFailure()
+	if failure == nil {
+		failure = l.walBroken
+	}
 	for _, o := range batch {
 		if o.kind != opAppend {
 			continue
@@ -836,6 +840,14 @@ func (l *Log) writeWAL(payloads [][]byte, offsets []int64) error {
 	}
 	before, start := l.wal.size, time.Now()
 	if err := l.wal.write(payloads, offsets); err != nil {
+		if errors.Is(err, errWALBroken) {
+			// The refused group may still be in the segment: make sure it
+			// is never replayed, or refuse everything from now on.
+			if merr := writeEndMarker(l.walDir, l.wal.seq, before); merr != nil {
+				l.log.Error("message log: cannot mark where a failed segment write starts; refusing every append until restart", "err", merr)
+				l.walBroken = fmt.Errorf("%w: a failed write could not be cut off its segment: %w", ErrStorage, merr)
+			}
+		}
 		l.retireSegment()
 		return err
 	}
@@ -1070,7 +1082,14 @@ func (l *Log) replay(ctx context.Context, maxID *uint64) (int, error) {
 			from = fromOff
 		}
 		path := filepath.Join(l.walDir, segmentName(seq))
-		end, torn, err := readSegment(path, from, func(off int64, p []byte) error {
+		limit, marked, err := readEndMarker(l.walDir, seq)
+		if err != nil {
+			return n, err
+		}
+		if !marked {
+			limit = -1
+		}
+		end, torn, err := readSegment(path, from, limit, func(off int64, p []byte) error {
 			rec, err := decodeRecord(p)
 			if err != nil {
 				return fmt.Errorf("segment %s: %w", segmentName(seq), err)
@@ -1152,6 +1171,9 @@ func (l *Log) removeDeadSegments(seqs []uint64) error {
 			continue
 		}
 		if err := os.Remove(path); err != nil {
+			return fmt.Errorf("%w: %w", ErrStorage, err)
+		}
+		if err := os.Remove(endMarkerPath(l.walDir, seq)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("%w: %w", ErrStorage, err)
 		}
 		removed = true

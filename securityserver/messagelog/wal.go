@@ -190,7 +190,7 @@ func (w *wal) write(payloads [][]byte, offsets []int64) error {
 	}
 	if err != nil {
 		// Cut the unacknowledged frames off so that they are never applied.
-		if terr := w.f.Truncate(w.size); terr != nil {
+		if terr := truncateFile(w.f, w.size); terr != nil {
 			return errors.Join(err, errWALBroken)
 		}
 		if serr := w.f.Sync(); serr != nil {
@@ -216,18 +216,69 @@ func (w *wal) close() error {
 	return errors.Join(err, w.f.Close())
 }
 
+// truncateFile cuts a segment back after a failed write. A variable so that
+// tests can make it fail.
+var truncateFile = func(f *os.File, size int64) error { return f.Truncate(size) }
+
+// An end marker, "<segment>.end" beside a segment, holds the size (8 bytes,
+// big-endian) past which the segment's bytes were never acknowledged: it
+// is written when a failed write could not be cut back off the segment, and
+// replay reads no further.
+func endMarkerPath(dir string, seq uint64) string {
+	return filepath.Join(dir, fmt.Sprintf("%016x.end", seq))
+}
+
+func writeEndMarker(dir string, seq uint64, size int64) error {
+	path := endMarkerPath(dir, seq)
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(binary.BigEndian.AppendUint64(nil, uint64(size)))
+	if err == nil {
+		err = f.Sync()
+	}
+	if err = errors.Join(err, f.Close()); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+// readEndMarker returns segment seq's end marker, if it has one.
+func readEndMarker(dir string, seq uint64) (size int64, ok bool, err error) {
+	b, err := os.ReadFile(endMarkerPath(dir, seq))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	if len(b) != 8 {
+		return 0, false, fmt.Errorf("%w: end marker of segment %s: %d bytes", ErrCorrupt, segmentName(seq), len(b))
+	}
+	return int64(binary.BigEndian.Uint64(b)), true, nil
+}
+
 // errWALBroken says a failed write could not be cut back: the segment must
 // not be written again.
 var errWALBroken = errors.New("write-ahead log segment in doubt")
 
 // readSegment calls fn with each intact frame's offset and payload in
-// order, from offset from on. It returns where the data ends, and torn =
+// order, from offset from on and up to limit (-1: the whole file). It returns where the data ends, and torn =
 // true when the segment ends in a cut-short or corrupt frame (the rest is
 // ignored).
-func readSegment(path string, from int64, fn func(off int64, payload []byte) error) (end int64, torn bool, err error) {
+func readSegment(path string, from, limit int64, fn func(off int64, payload []byte) error) (end int64, torn bool, err error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return 0, false, err
+	}
+	if limit >= 0 && limit < int64(len(data)) {
+		data = data[:limit] // what follows was never acknowledged
 	}
 	if from > int64(len(data)) {
 		return 0, false, fmt.Errorf("%w: segment %s is shorter (%d bytes) than its applied part (%d)", ErrCorrupt, filepath.Base(path), len(data), from)

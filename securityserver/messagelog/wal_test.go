@@ -566,3 +566,60 @@ func TestSegmentHandlesBounded(t *testing.T) {
 		t.Fatalf("only %d segments: the test needs one per record", len(seqs))
 	}
 }
+
+// TestWALBrokenWriteNotReplayed: a group whose fdatasync failed and that
+// could not be cut off its segment is refused, and never found later, even
+// when a crash makes the segment be replayed from its start.
+func TestWALBrokenWriteNotReplayed(t *testing.T) {
+	dir := t.TempDir()
+	var fail atomic.Bool
+	origSync, origTrunc := fdatasync, truncateFile
+	fdatasync = func(f *os.File) error {
+		if fail.Load() {
+			return syscall.EIO
+		}
+		return origSync(f)
+	}
+	truncateFile = func(f *os.File, n int64) error {
+		if fail.Load() {
+			return syscall.EIO
+		}
+		return origTrunc(f, n)
+	}
+	t.Cleanup(func() { fdatasync, truncateFile = origSync, origTrunc })
+	l := openLog(t, Config{Dir: dir})
+	mustAppend(t, l, request(1, 50, 10))
+	fail.Store(true)
+	if _, err := l.Append(t.Context(), request(2, 50, 10)); !errors.Is(err, ErrStorage) {
+		t.Fatalf("Append with a failing disk = %v, want ErrStorage", err)
+	}
+	fail.Store(false)
+	mustAppend(t, l, request(3, 50, 10))
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := readEndMarker(filepath.Join(dir, walDirName), 0); !ok || err != nil {
+		t.Fatalf("end marker of segment 0: %v, %v", ok, err)
+	}
+	// A crash before anything was applied: replay reads segment 0 again.
+	db, err := bolt.Open(filepath.Join(dir, dbFileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bMeta).Delete(kApplied) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	l = openLog(t, Config{Dir: dir})
+	recs, err := l.List(t.Context(), 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range recs {
+		got = append(got, r.MessageID)
+	}
+	if len(got) != 2 || got[0] != "msg-1" || got[1] != "msg-3" {
+		t.Errorf("records after replaying a segment with a refused group = %v, want [msg-1 msg-3]", got)
+	}
+}
