@@ -38,7 +38,7 @@
 //
 // Dir/messagelog.db, a bbolt database, indexes them. An applier indexes the
 // acknowledged records in large transactions, letting them gather for up to
-// 500 ms (a bbolt commit rewrites every page it touches and costs two
+// 100 ms (a bbolt commit rewrites every page it touches and costs two
 // fdatasyncs, about the same for one record as for hundreds); a reader
 // (Get, ByHash, List, Pending, Stats...) first waits for what is queued to
 // be applied, so it sees every acknowledged append. The database records how

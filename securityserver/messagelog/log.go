@@ -667,10 +667,13 @@ func (l *Log) submit(ctx context.Context, o *op) (committed bool, err error) {
 
 // applyLinger is how long the applier lets acknowledged records gather
 // before indexing them into the database in one transaction: a bbolt commit
-// costs about the same for one record as for hundreds (every touched page
-// of five indexes is rewritten, and two fdatasyncs), and nothing waits for
-// it but readers, who ask for it at once (sync).
-const applyLinger = 500 * time.Millisecond
+// costs about the same for one record as for hundreds (every touched page is
+// rewritten, and two fdatasyncs), and nothing waits for it but readers, who
+// ask for it at once (sync). Longer gathers make fewer but larger commits,
+// whose writes then delay the segment writes on the same disk: 100 ms
+// against 500 ms took the in-process p99 at 200 req/s from ≈ 11.6 to
+// ≈ 8.7 ms (with the smaller zero fills) at no measurable throughput cost.
+const applyLinger = 100 * time.Millisecond
 
 // attachLinger is how long an attachment waits for others: its caller (the
 // batcher, the registry outbox) waits for it before going on.
