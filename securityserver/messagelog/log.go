@@ -548,14 +548,15 @@ func (l *Log) storeBody(rec *Record, r io.Reader, files *[]string, fbytes *uint6
 // with that hash. It is idempotent: the first timestamp attached to a hash
 // is kept and later ones are ignored. ErrNotFound if no record has the hash.
 func (l *Log) AttachTimestamp(ctx context.Context, h Hash, ts Timestamp) error {
-	if len(ts.Token) == 0 {
-		return fmt.Errorf("%w: timestamp without token", ErrInvalid)
+	return l.attachOne(ctx, Attachment{Hash: h, Timestamp: &ts})
+}
+
+// attachOne is AttachMany for one hash, which must have a record.
+func (l *Log) attachOne(ctx context.Context, a Attachment) error {
+	missed, err := l.AttachMany(ctx, []Attachment{a})
+	if err == nil && missed > 0 {
+		err = fmt.Errorf("%w: no record with hash %s", ErrNotFound, a.Hash)
 	}
-	enc, err := encodeTimestamp(&ts)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	_, err = l.submit(ctx, &op{kind: opTimestamp, hash: h, enc: enc, ts: &ts})
 	return err
 }
 
@@ -582,11 +583,7 @@ func (l *Log) AttachMany(ctx context.Context, as []Attachment) (missed int, err 
 			if len(a.Timestamp.Token) == 0 {
 				return 0, fmt.Errorf("%w: timestamp without token", ErrInvalid)
 			}
-			enc, err := encodeTimestamp(a.Timestamp)
-			if err != nil {
-				return 0, fmt.Errorf("%w: %w", ErrInvalid, err)
-			}
-			it = &op{kind: opTimestamp, hash: a.Hash, enc: enc, ts: a.Timestamp}
+			it = &op{kind: opTimestamp, hash: a.Hash, ts: a.Timestamp}
 		default:
 			if len(a.Receipt.Proof) == 0 {
 				return 0, fmt.Errorf("%w: receipt without proof", ErrInvalid)
@@ -611,15 +608,7 @@ func (l *Log) AttachMany(ctx context.Context, as []Attachment) (missed int, err 
 // AttachReceipt records the registry receipt of a message hash on every
 // record with that hash; idempotent like AttachTimestamp.
 func (l *Log) AttachReceipt(ctx context.Context, h Hash, rc Receipt) error {
-	if len(rc.Proof) == 0 {
-		return fmt.Errorf("%w: receipt without proof", ErrInvalid)
-	}
-	enc, err := encodeReceipt(&rc)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	_, err = l.submit(ctx, &op{kind: opReceipt, hash: h, enc: enc})
-	return err
+	return l.attachOne(ctx, Attachment{Hash: h, Receipt: &rc})
 }
 
 func (l *Log) checkOpen() error {
@@ -735,7 +724,7 @@ func (l *Log) enqueueApply(ops []*op, wait bool) {
 		switch o.kind {
 		case opFlush:
 			l.aflush++
-		case opTimestamp, opReceipt, opAttachMany:
+		case opAttachMany:
 			if l.aattachSince.IsZero() {
 				l.aattachSince = time.Now()
 			}
@@ -1393,7 +1382,7 @@ func (l *Log) apply(tx *bolt.Tx, o *op, c *counters) error {
 			if attachmentOf(tx, bucket, id, o.hash) != nil {
 				continue
 			}
-			if o.kind == opTimestamp && o.ts != nil {
+			if o.kind == opTimestamp {
 				n, err := putStamp(tx, key, o.ts)
 				if err != nil {
 					return err
