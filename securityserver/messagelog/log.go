@@ -440,8 +440,10 @@ func (l *Log) prepare(rec *Record, r io.Reader) (o *op, cleanup func(), err erro
 	if err := rec.validate(); err != nil {
 		return nil, nil, err
 	}
+	if err := rec.setHash(); err != nil {
+		return nil, nil, err
+	}
 	rec.ID = l.nextID.Add(1)
-	rec.Hash = HashOf(rec.Signed)
 	rec.SignedLen = int64(len(rec.Signed))
 
 	var files []string

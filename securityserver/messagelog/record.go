@@ -228,9 +228,16 @@ func (r *Record) validate() error {
 	case r.BodyLen < 0:
 		return fmt.Errorf("%w: negative body length", ErrInvalid)
 	}
-	var zero Hash
-	if r.Hash != zero && r.Hash != HashOf(r.Signed) {
+	return nil
+}
+
+// setHash sets r.Hash to the hash of r.Signed, checking a hash the caller
+// supplied.
+func (r *Record) setHash() error {
+	h := HashOf(r.Signed)
+	if r.Hash != (Hash{}) && r.Hash != h {
 		return fmt.Errorf("%w: hash is not SHA-256 of the signed message", ErrInvalid)
 	}
+	r.Hash = h
 	return nil
 }
