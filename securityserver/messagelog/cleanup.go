@@ -8,8 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -42,6 +40,7 @@ func (l *Log) Cleanup(ctx context.Context, olderThan time.Time) (CleanupStats, e
 			return st, err
 		}
 		var files []string
+		var segs []uint64
 		var done bool
 		var deleted, kept int
 		var c counters
@@ -52,7 +51,7 @@ func (l *Log) Cleanup(ctx context.Context, olderThan time.Time) (CleanupStats, e
 			return st, ErrClosed
 		}
 		err := l.db.Update(func(tx *bolt.Tx) error {
-			files, done, deleted, kept = nil, false, 0, 0
+			files, segs, done, deleted, kept = nil, nil, false, 0, 0
 			txid = tx.ID()
 			meta := tx.Bucket(bMeta)
 			c = readCounters(meta)
@@ -86,11 +85,14 @@ func (l *Log) Cleanup(ctx context.Context, olderThan time.Time) (CleanupStats, e
 				k, _ = cur.Next()
 			}
 			for _, r := range victims {
-				rf, err := l.deleteRecord(tx, r, &c)
+				rf, seg, err := l.deleteRecord(tx, r, &c)
 				if err != nil {
 					return err
 				}
 				files = append(files, rf...)
+				if seg != nil {
+					segs = append(segs, *seg)
+				}
 				deleted++
 			}
 			return writeCounters(meta, &c)
@@ -104,12 +106,15 @@ func (l *Log) Cleanup(ctx context.Context, olderThan time.Time) (CleanupStats, e
 		st.Deleted += deleted
 		st.Kept += kept
 		for _, f := range files {
-			remove := os.Remove
-			if seq, ok := segmentOf(l.walDir, f); ok {
-				remove = func(f string) error { return l.removeSegment(seq, f) }
-			}
-			if err := remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				l.log.Error("message log: cleanup: removing blob file", "err", err)
+				continue
+			}
+			st.Files++
+		}
+		for _, seq := range segs {
+			if err := l.removeSegment(seq, filepath.Join(l.walDir, segmentName(seq))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				l.log.Error("message log: cleanup: removing segment", "segment", segmentName(seq), "err", err)
 				continue
 			}
 			st.Files++
@@ -147,11 +152,13 @@ func (l *Log) removeSegment(seq uint64, path string) error {
 }
 
 // deleteRecord removes r, its index entries and, when no other record has
-// its hash, its attachments. It returns the blob files to remove once the
-// transaction has committed.
-func (l *Log) deleteRecord(tx *bolt.Tx, r *Record, c *counters) ([]string, error) {
+// its hash, its attachments. It returns the blob files, and the segment
+// whose last record it was (if it may go), to remove once the transaction
+// has committed.
+func (l *Log) deleteRecord(tx *bolt.Tx, r *Record, c *counters) ([]string, *uint64, error) {
 	key := u64(r.ID)
 	var files []string
+	var gone *uint64
 	enc := tx.Bucket(bRecords).Get(key)
 	if seq, _, n, ok := parseRef(enc); ok {
 		c.DBBytes -= min(c.DBBytes, uint64(n))
@@ -161,14 +168,14 @@ func (l *Log) deleteRecord(tx *bolt.Tx, r *Record, c *counters) ([]string, error
 		live := getU64(segs, u64(seq))
 		if live > 1 {
 			if err := segs.Put(u64(seq), u64(live-1)); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		} else {
 			if err := segs.Delete(u64(seq)); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			if applied, _ := getApplied(tx.Bucket(bMeta)); seq < applied {
-				files = append(files, filepath.Join(l.walDir, segmentName(seq)))
+				gone = &seq
 			}
 		}
 	} else {
@@ -185,7 +192,7 @@ func (l *Log) deleteRecord(tx *bolt.Tx, r *Record, c *counters) ([]string, error
 	}
 	for _, d := range dels {
 		if err := tx.Bucket(d.b).Delete(d.k); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	// The record's attachments; those stored under the hash (before
@@ -197,14 +204,14 @@ func (l *Log) deleteRecord(tx *bolt.Tx, r *Record, c *counters) ([]string, error
 	for _, k := range keys {
 		n, err := deleteStamp(tx, k)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		c.DBBytes -= min(c.DBBytes, uint64(n))
 		bk := tx.Bucket(bReceipts)
 		if v := bk.Get(k); v != nil {
 			c.DBBytes -= min(c.DBBytes, uint64(len(v)))
 			if err := bk.Delete(k); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 	}
@@ -217,7 +224,7 @@ func (l *Log) deleteRecord(tx *bolt.Tx, r *Record, c *counters) ([]string, error
 		files = append(files, l.blobPath(r.ID, "body"))
 		c.FileBytes -= min(c.FileBytes, uint64(r.BodyLen))
 	}
-	return files, nil
+	return files, gone, nil
 }
 
 func bytesToID(b []byte) uint64 {
@@ -225,17 +232,4 @@ func bytesToID(b []byte) uint64 {
 		return 0
 	}
 	return binary.BigEndian.Uint64(b)
-}
-
-// segmentOf reports whether path is a segment file of dir, and its number.
-func segmentOf(dir, path string) (uint64, bool) {
-	if filepath.Dir(path) != dir {
-		return 0, false
-	}
-	name, ok := strings.CutSuffix(filepath.Base(path), walSuffix)
-	if !ok {
-		return 0, false
-	}
-	seq, err := strconv.ParseUint(name, 16, 64)
-	return seq, err == nil
 }
