@@ -170,6 +170,9 @@ func TestVerifyRemembersHeaders(t *testing.T) {
 	}
 	hdr, rest, _ := strings.Cut(second, ".")
 	payload, sig, _ := strings.Cut(rest, ".")
+	if headers.get(hdr) == nil {
+		t.Fatal("the verified header is not remembered: the cases below would not take the remembered path")
+	}
 
 	// ec2's signature under ec's (remembered) header.
 	s2, err := NewSigner(ec2.Key, ec2.Chain)
