@@ -468,7 +468,7 @@ func TestEndToEndMatchesReference(t *testing.T) {
 }
 
 // canonicalHeadersReference is CanonicalHeaders as it was before it looked
-// names up.
+// names up (7b2afb7), twin merge included.
 func canonicalHeadersReference(h http.Header) []SignedHeader {
 	isSigned := func(name string) bool {
 		l := strings.ToLower(name)
@@ -492,7 +492,12 @@ func canonicalHeadersReference(h http.Header) []SignedHeader {
 		if !isSigned(k) || len(vv) == 0 {
 			continue
 		}
-		out = append(out, SignedHeader{Name: strings.ToLower(k), Values: vv})
+		l := strings.ToLower(k)
+		if i := slices.IndexFunc(out, func(s SignedHeader) bool { return s.Name == l }); i >= 0 {
+			out[i].Values = append(slices.Clip(out[i].Values), vv...)
+			continue
+		}
+		out = append(out, SignedHeader{Name: l, Values: vv})
 	}
 	slices.SortFunc(out, func(a, b SignedHeader) int { return strings.Compare(a.Name, b.Name) })
 	return out
@@ -511,5 +516,18 @@ func TestCanonicalHeadersMatchesReference(t *testing.T) {
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("CanonicalHeaders(%q) = %#v, want %#v", h, got, want)
 		}
+	}
+	// Non-canonical twins are merged, their values in map order: compare
+	// them sorted.
+	twins := http.Header{"X-Road-Id": {"a"}, "x-road-id": {"b", "c"}, "X-ROAD-ID": {}, "Etag": {"e"}, "etag": {"f"}}
+	sortValues := func(hs []SignedHeader) []SignedHeader {
+		for i := range hs {
+			hs[i].Values = slices.Sorted(slices.Values(hs[i].Values))
+		}
+		return hs
+	}
+	got, want := sortValues(CanonicalHeaders(twins)), sortValues(canonicalHeadersReference(twins))
+	if !reflect.DeepEqual(got, want) || len(got) != 2 || len(got[1].Values) != 3 {
+		t.Errorf("CanonicalHeaders(%q) = %#v, want %#v", twins, got, want)
 	}
 }
