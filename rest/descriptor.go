@@ -242,7 +242,11 @@ func decodePayload(payload, kind string) (payloadFields, error) {
 	if f, ok := decodePayloadFast(payload, kind); ok {
 		return f, nil
 	}
-	data := []byte(payload)
+	return decodePayloadStrict([]byte(payload), kind)
+}
+
+// decodePayloadStrict decodes a payload of kind with encoding/json.
+func decodePayloadStrict(data []byte, kind string) (payloadFields, error) {
 	if kind == kindRequest {
 		var w wireRequest
 		if err := decodeStrict(data, &w); err != nil {
