@@ -286,14 +286,23 @@ func signEnveloped(root, header *etree.Element, appendix []*etree.Element, s Sig
 // certCache keeps the certificates Verify parsed, by their DER, as
 // crypto/tls does: a peer's chain comes with every message. A parsed
 // certificate is not modified by anyone; the cache is emptied when full.
+// Only certificates of at most maxCachedCertSize bytes are kept, so that it
+// holds a few MiB at most whatever the peers send (a certificate may be as
+// large as an envelope, and is parsed before the signature is checked).
 var certCache struct {
 	sync.Mutex
 	m map[string]*x509.Certificate
 }
 
-const maxCachedCerts = 256
+const (
+	maxCachedCerts    = 256
+	maxCachedCertSize = 16 << 10
+)
 
 func parseCertificate(der []byte) (*x509.Certificate, error) {
+	if len(der) > maxCachedCertSize {
+		return x509.ParseCertificate(der)
+	}
 	certCache.Lock()
 	c, ok := certCache.m[string(der)]
 	certCache.Unlock()

@@ -2,7 +2,14 @@ package soap
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"errors"
+	"math/big"
 	"os"
 	"path/filepath"
 	"testing"
@@ -152,4 +159,45 @@ func TestEnvelopeSign(t *testing.T) {
 func isCode(err error, code string) bool {
 	var e *Error
 	return errors.As(err, &e) && e.Code == code
+}
+
+// TestCertCache: a certificate parsed again comes from the cache; one larger
+// than maxCachedCertSize is parsed every time and not kept.
+func TestCertCache(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func(extra int) []byte {
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Unix(0, 0), NotAfter: time.Unix(1<<32, 0),
+			ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 1}, Value: make([]byte, extra)}}}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der
+	}
+	for _, tc := range []struct {
+		name   string
+		der    []byte
+		cached bool
+	}{
+		{"small", mk(10), true},
+		{"large", mk(maxCachedCertSize), false},
+	} {
+		a, err := parseCertificate(tc.der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := parseCertificate(tc.der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		certCache.Lock()
+		_, kept := certCache.m[string(tc.der)]
+		certCache.Unlock()
+		if (a == b) != tc.cached || kept != tc.cached {
+			t.Errorf("%s (%d bytes): same certificate %v, kept %v, want %v", tc.name, len(tc.der), a == b, kept, tc.cached)
+		}
+	}
 }
