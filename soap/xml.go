@@ -73,13 +73,6 @@ func isIDAttr(a xml.Attr) bool {
 	return false
 }
 
-// scan checks data against the hardening rules (see parseXML) without
-// keeping the tree.
-func scan(data []byte, lim Limits) error {
-	_, _, err := parseXML(data, lim)
-	return err
-}
-
 // parseXML checks data against the hardening rules and builds its etree
 // document in one pass: size, a single root, no DTD (any directive), no
 // entity but the five predefined, only the XML declaration as processing
