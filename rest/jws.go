@@ -498,6 +498,8 @@ type headerCache struct {
 const (
 	maxHeaderCacheBytes = 16 << 20
 	maxCachedHeader     = maxHeaderCacheBytes / 256 // larger headers are parsed every time
+	headerEntryCost     = 256                       // a map entry and its verifiedHeader
+	parsedCertCost      = 4 << 10                   // an x509.Certificate's parsed fields
 )
 
 var headers = headerCache{m: make(map[string]*verifiedHeader)}
@@ -510,11 +512,13 @@ func (c *headerCache) get(hdrB64 string) *verifiedHeader {
 }
 
 func (c *headerCache) put(hdrB64 string, vh *verifiedHeader) {
-	// The key, the decoded OCSP response, and the parsed chain (its DER and
-	// as much again for the parsed fields).
-	cost := len(hdrB64) + len(vh.ocsp)
+	// The key, the decoded OCSP response, the entry itself, and the parsed
+	// chain: its DER and the parsed fields, which for a small certificate
+	// hold several times its DER (a P-256 certificate of 394 bytes keeps
+	// about 3 KB in all once parsed).
+	cost := len(hdrB64) + len(vh.ocsp) + headerEntryCost
 	for _, c := range vh.chain {
-		cost += 2 * len(c.Raw)
+		cost += len(c.Raw) + parsedCertCost
 	}
 	if cost > maxCachedHeader {
 		return

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/textproto"
 	"reflect"
@@ -213,6 +214,27 @@ func TestVerifyRemembersHeaders(t *testing.T) {
 			t.Fatalf("VerifyResponse(request JWS) = %v, want ErrMalformed", err)
 		}
 	})
+}
+
+// TestHeaderCacheBounded: the remembered headers stay within
+// maxHeaderCacheBytes, and a header larger than maxCachedHeader is not kept.
+func TestHeaderCacheBounded(t *testing.T) {
+	ec, _, _ := fixtures(t)
+	c := headerCache{m: make(map[string]*verifiedHeader)}
+	vh := &verifiedHeader{chain: ec.Chain}
+	for i := range 20000 {
+		c.put(fmt.Sprintf("%d%0200d", i, 0), vh)
+		if c.size > maxHeaderCacheBytes {
+			t.Fatalf("after %d headers the cache holds %d bytes, more than %d", i+1, c.size, maxHeaderCacheBytes)
+		}
+	}
+	if n := len(c.m); n == 0 || n*(len(ec.Cert.Raw)+parsedCertCost) > maxHeaderCacheBytes {
+		t.Fatalf("%d headers kept", n)
+	}
+	c.put("large", &verifiedHeader{chain: ec.Chain, ocsp: make([]byte, maxCachedHeader)})
+	if c.get("large") != nil {
+		t.Fatal("a header larger than maxCachedHeader was kept")
+	}
 }
 
 // TestSignerHeaderFollowsOCSP: a Signer's remembered header changes with
