@@ -178,11 +178,6 @@ func checkWireHeaders(hs []SignedHeader) ([]SignedHeader, error) {
 	return hs, nil
 }
 
-// marshal returns the JSON payload of a request JWS (see appendRequestPayload).
-func (d *RequestDescriptor) marshal() ([]byte, error) {
-	return appendRequestPayload(nil, d), nil
-}
-
 func decodeStrict(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()

@@ -198,14 +198,6 @@ func (s *Signer) SignResponse(ctx context.Context, d *ResponseDescriptor, ocspDE
 	return s.signBuf(b, TypResponse, ocspDER)
 }
 
-// sign signs payload as a JWS of type typ.
-func (s *Signer) sign(typ string, payload, ocspDER []byte) (string, error) {
-	b := getBuf()
-	defer putBuf(b)
-	b.json = append(b.json[:0], payload...)
-	return s.signBuf(b, typ, ocspDER)
-}
-
 // signBuf signs b.json as a JWS of type typ, using b.input for the signing
 // input.
 func (s *Signer) signBuf(b *jwsBuf, typ string, ocspDER []byte) (string, error) {

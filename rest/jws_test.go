@@ -366,3 +366,16 @@ func strayBits(s string) string {
 	v := strings.IndexByte(alphabet, s[len(s)-1])
 	return s[:len(s)-1] + string(alphabet[v|1])
 }
+
+// marshal returns the JSON payload of a request JWS (see appendRequestPayload).
+func (d *RequestDescriptor) marshal() ([]byte, error) {
+	return appendRequestPayload(nil, d), nil
+}
+
+// sign signs payload as a JWS of type typ (tests sign payloads of their own).
+func (s *Signer) sign(typ string, payload, ocspDER []byte) (string, error) {
+	b := getBuf()
+	defer putBuf(b)
+	b.json = append(b.json[:0], payload...)
+	return s.signBuf(b, typ, ocspDER)
+}
